@@ -1,0 +1,203 @@
+"""Engines, sessions and the database lifecycle: `init_db`, `get_async_session`, `reset_db`.
+
+Nothing here runs at import. The default engine is built from the settings the first time
+something asks for it; pass an engine explicitly to use another database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import Pool
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.config import Settings, get_settings, parse_database_url
+from session_db.errors import ResetRefusedError
+
+_default_engine: AsyncEngine | None = None
+
+
+def create_engine(
+    settings: Settings | None = None,
+    *,
+    url: URL | str | None = None,
+    poolclass: type[Pool] | None = None,
+) -> AsyncEngine:
+    """Build an async engine for the configured database (or `url`).
+
+    SQLite connections get foreign keys on, WAL, a busy timeout, and `BEGIN IMMEDIATE`
+    transactions, so concurrent writers queue for the lock instead of failing.
+
+    Args:
+        settings: Settings to use; read from the environment when omitted.
+        url: A database URL that overrides `settings.url`.
+        poolclass: A pool class, e.g. `NullPool` for engines used across event loops.
+
+    Raises:
+        ConfigurationError: The URL is malformed or names an unsupported driver.
+    """
+    settings = settings or get_settings()
+    if url is None:
+        db_url = settings.database_url()
+    elif isinstance(url, URL):
+        db_url = parse_database_url(url.render_as_string(hide_password=False))
+    else:
+        db_url = parse_database_url(url)
+
+    kwargs: dict[str, Any] = {"echo": settings.echo}
+    if poolclass is not None:
+        kwargs["poolclass"] = poolclass
+    if db_url.get_backend_name() == "sqlite":
+        _ensure_sqlite_folder(db_url)
+        kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
+        engine = create_async_engine(db_url, **kwargs)
+        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        return engine
+
+    kwargs["pool_pre_ping"] = True
+    kwargs["connect_args"] = {"timeout": settings.connect_timeout}
+    if poolclass is None:
+        kwargs.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+        )
+    return create_async_engine(db_url, **kwargs)
+
+
+def _ensure_sqlite_folder(url: URL) -> None:
+    """Create the SQLite file's folder, private to the user, unless the DB is in memory."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).expanduser().parent
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    """Attach the per-connection SQLite settings and our own transaction handling."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so BEGIN is ours (below): the
+        # driver's implicit BEGIN breaks SAVEPOINT and leaves DDL outside transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if _is_file_database(engine.url):
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a transaction that reads and then
+        # writes can otherwise fail with "database is locked" when another writer wins.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_file_database(url: URL) -> bool:
+    return bool(url.database) and url.database != ":memory:"
+
+
+def get_engine() -> AsyncEngine:
+    """Return the default engine, building it from the settings on first use."""
+    global _default_engine
+    if _default_engine is None:
+        _default_engine = create_engine()
+    return _default_engine
+
+
+async def dispose_engine() -> None:
+    """Close the default engine's connections and forget it (settings are re-read next time)."""
+    global _default_engine
+    engine, _default_engine = _default_engine, None
+    if engine is not None:
+        await engine.dispose()
+
+
+def get_session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[AsyncSession]:
+    """Return a factory of AsyncSessions on `engine` (default: the default engine).
+
+    Objects stay usable after commit (`expire_on_commit=False`), so reading an attribute
+    never issues a query behind the caller's back.
+    """
+    return async_sessionmaker(engine or get_engine(), class_=AsyncSession, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def get_async_session(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSession]:
+    """Open a session that commits when the block exits cleanly and rolls back otherwise.
+
+    This is the one place that commits: CRUD functions only flush.
+
+    Args:
+        engine: The engine to use; the default engine when omitted.
+    """
+    async with get_session_factory(engine)() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+async def init_db(engine: AsyncEngine | None = None) -> None:
+    """Bring the database to the newest migration (creating it if it is empty).
+
+    Safe to call from several processes at once: PostgreSQL serialises the upgrade on an
+    advisory lock and SQLite on its write lock.
+    """
+    from session_db import migrate
+
+    await migrate.upgrade(engine or get_engine(), "head")
+
+
+async def reset_db(*, confirm: bool = False, engine: AsyncEngine | None = None) -> None:
+    """Delete every table and all data, then migrate the empty database back to head.
+
+    Args:
+        confirm: Must be True, unless the setting `SESSION_DB_ALLOW_RESET` is true.
+        engine: The engine to use; the default engine when omitted.
+
+    Raises:
+        ResetRefusedError: Neither `confirm=True` nor `SESSION_DB_ALLOW_RESET=true` was given.
+    """
+    if not (confirm or get_settings().allow_reset):
+        raise ResetRefusedError(
+            "reset_db() deletes every row; call reset_db(confirm=True) "
+            "or set SESSION_DB_ALLOW_RESET=true to allow it"
+        )
+    from session_db import migrate
+
+    engine = engine or get_engine()
+    await migrate.downgrade(engine, "base")
+    await migrate.upgrade(engine, "head")
+
+
+def describe_url(engine: AsyncEngine | None = None) -> str:
+    """Return the engine's URL with the password masked, for messages and logs."""
+    return (engine or get_engine()).url.render_as_string(hide_password=True)
+
+
+__all__ = [
+    "AsyncSession",
+    "create_engine",
+    "describe_url",
+    "dispose_engine",
+    "get_async_session",
+    "get_engine",
+    "get_session_factory",
+    "init_db",
+    "reset_db",
+]

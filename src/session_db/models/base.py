@@ -1,0 +1,193 @@
+"""Shared column types, the metadata with its naming convention, and the model base class.
+
+Everything here behaves the same on PostgreSQL and SQLite, so the domain modules never
+branch on the engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+# Set before the first migration and never changed: every constraint and index name in
+# the migrations derives from it, and renaming one later needs a migration of its own.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Our own registry, so importing session_db never changes the process-wide SQLModel.metadata
+# that an application's own models may live in.
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+mapper_registry = registry(metadata=metadata)
+
+MONEY_SCALE = 9
+_MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    """Return a fresh random primary key."""
+    return uuid.uuid4()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware UTC timestamp on both engines.
+
+    PostgreSQL stores `timestamptz`; SQLite stores the UTC wall time as text, which sorts
+    correctly because every value is converted to UTC first. A naive datetime is taken to
+    be UTC already (the documented normalisation, matching `datetime.utcnow()` callers).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Money(sa.TypeDecorator[Decimal]):
+    """US dollars as an exact Decimal with nine decimal places.
+
+    PostgreSQL stores NUMERIC(18, 9). SQLite has no decimal type, so the value travels as
+    a float and is re-quantised on the way out; nine places survive that round trip for any
+    amount below a billion dollars.
+    """
+
+    impl = sa.Numeric(18, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            # asdecimal=False: we do the Decimal conversion ourselves, without SQLAlchemy's
+            # "SQLite does not support Decimal natively" warning.
+            return dialect.type_descriptor(sa.Numeric(18, MONEY_SCALE, asdecimal=False))
+        return dialect.type_descriptor(sa.Numeric(18, MONEY_SCALE))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = to_money(value)
+        return float(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else to_money(value)
+
+
+def to_money(value: Decimal | float | int | str) -> Decimal:
+    """Return `value` as a Decimal quantised to the stored precision."""
+    amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return amount.quantize(_MONEY_QUANTUM)
+
+
+# JSON everywhere, JSONB on PostgreSQL (indexable, compact, de-duplicated keys).
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def check_in(column: str, values: type[StrEnum]) -> sa.CheckConstraint:
+    """Return a named CHECK that `column` holds one of the enum's values (or NULL)."""
+    allowed = ", ".join(f"'{member.value}'" for member in values)
+    return sa.CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
+
+
+def check_range(column: str, low: float, high: float | None = None) -> sa.CheckConstraint:
+    """Return a named CHECK that `column` lies in [low, high] (or is at least `low`)."""
+    if high is None:
+        return sa.CheckConstraint(f"{column} >= {low}", name=f"{column}_min")
+    return sa.CheckConstraint(f"{column} BETWEEN {low} AND {high}", name=f"{column}_range")
+
+
+class Base(SQLModel, registry=mapper_registry):
+    """Base of every session_db model, table or not; tables land in `metadata`."""
+
+
+def id_field() -> Any:
+    """Return the UUID primary-key field every table uses."""
+    return Field(default_factory=new_id, primary_key=True)
+
+
+def created_at_field() -> Any:
+    """Return a `created_at` field set by Python and, for raw SQL inserts, by the server."""
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": sa.func.now(), "nullable": False},
+    )
+
+
+def updated_at_field() -> Any:
+    """Return an `updated_at` field that the ORM refreshes on every UPDATE."""
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": sa.func.now(), "onupdate": utcnow, "nullable": False},
+    )
+
+
+def timestamp_field(*, index: bool = False) -> Any:
+    """Return an optional aware-UTC timestamp field."""
+    return Field(default=None, sa_type=UTCDateTime, index=index)
+
+
+def json_field(*, default_factory: Any = dict) -> Any:
+    """Return a JSON field (JSONB on PostgreSQL) defaulting to an empty container."""
+    return Field(default_factory=default_factory, sa_type=JSONType)
+
+
+def optional_json_field() -> Any:
+    """Return a nullable JSON field."""
+    return Field(default=None, sa_type=JSONType)
+
+
+def money_field() -> Any:
+    """Return a non-negative dollar amount field defaulting to zero."""
+    return Field(
+        default=Decimal(0),
+        ge=0,
+        sa_type=Money,
+        sa_column_kwargs={"server_default": "0", "nullable": False},
+    )
+
+
+def count_field(*, default: int = 0) -> Any:
+    """Return a non-negative integer counter field."""
+    return Field(default=default, ge=0, sa_column_kwargs={"server_default": str(default)})
+
+
+def text_field(*, nullable: bool = True) -> Any:
+    """Return an unbounded text field."""
+    return Field(default=None if nullable else ..., sa_type=sa.Text)
+
+
+def enum_field(values: type[StrEnum], default: StrEnum | None, *, length: int = 32) -> Any:
+    """Return a string field holding one of `values`; the table adds the CHECK."""
+    kwargs: dict[str, Any] = {}
+    if default is not None:
+        kwargs["server_default"] = default.value
+    return Field(default=default, sa_type=sa.String(length), sa_column_kwargs=kwargs)

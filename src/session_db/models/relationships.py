@@ -1,0 +1,123 @@
+"""Session relationships: the parent/child graph of sessions, and the active session (000, 002).
+
+`sessions.parent_session_id` is the denormalised direct parent, for cheap filters; this
+table is the graph itself, with how and why each child was spawned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from session_db.models.base import (
+    Base,
+    UTCDateTime,
+    check_in,
+    check_range,
+    created_at_field,
+    enum_field,
+    id_field,
+    json_field,
+    optional_json_field,
+    text_field,
+    timestamp_field,
+    utcnow,
+)
+
+
+class RelationshipType(StrEnum):
+    """How two sessions relate (seed 000)."""
+
+    PARENT_CHILD = "parent/child"
+    SIBLING = "sibling"
+    CONTINUATION = "continuation"
+    WAVE_MEMBER = "wave_member"
+
+
+class SpawnReason(StrEnum):
+    """Why a child session was started (seed 000)."""
+
+    SUBAGENT_DELEGATION = "subagent_delegation"
+    WAVE_ORCHESTRATION = "wave_orchestration"
+    TASK_TOOL = "task_tool"
+    CONTINUATION = "continuation"
+
+
+class DelegationType(StrEnum):
+    """How a child runs beside its siblings (seed 000)."""
+
+    PARALLEL = "parallel"
+    SEQUENTIAL = "sequential"
+    ISOLATED = "isolated"
+
+
+class SessionRelationshipBase(Base):
+    """Fields a caller sets on a relationship."""
+
+    parent_session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE")
+    child_session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE", index=True)
+    relationship_type: RelationshipType = enum_field(
+        RelationshipType, RelationshipType.PARENT_CHILD
+    )
+    spawn_reason: SpawnReason | None = enum_field(SpawnReason, None)
+    delegation_type: DelegationType | None = enum_field(DelegationType, None)
+    spawn_metadata: dict[str, Any] = json_field()
+    completed_at: datetime | None = timestamp_field()
+
+
+class SessionRelationship(SessionRelationshipBase, table=True):
+    """One edge parent → child; `depth_level` and `session_path` are derived on link."""
+
+    __tablename__ = "session_relationships"
+    __table_args__ = (
+        sa.UniqueConstraint("parent_session_id", "child_session_id"),
+        sa.CheckConstraint("parent_session_id <> child_session_id", name="parent_not_child"),
+        check_in("relationship_type", RelationshipType),
+        check_in("spawn_reason", SpawnReason),
+        check_in("delegation_type", DelegationType),
+        check_range("depth_level", 1),
+        # Children of a parent by kind; the unique constraint already serves plain
+        # parent lookups, so seed 000's single-column parent index would be a duplicate.
+        sa.Index(None, "parent_session_id", "relationship_type"),
+        sa.Index(None, "relationship_type"),
+        sa.Index(None, "created_at"),
+    )
+
+    id: uuid.UUID = id_field()
+    depth_level: int = Field(default=1, ge=1, sa_column_kwargs={"server_default": "1"})
+    session_path: str | None = text_field()
+    created_at: datetime = created_at_field()
+
+
+class SessionRelationshipCreate(SessionRelationshipBase):
+    """Input to link a child session to its parent."""
+
+
+class SessionRelationshipRead(SessionRelationshipBase):
+    """A relationship as returned to callers."""
+
+    id: uuid.UUID
+    depth_level: int
+    session_path: str | None
+    created_at: datetime
+
+
+class ActiveSession(Base, table=True):
+    """The single active session (seed 002): the table holds at most one row, id 1."""
+
+    __tablename__ = "active_session"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="singleton"),)
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE")
+    activated_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": sa.func.now(), "nullable": False},
+    )
+    context_data: dict[str, Any] | None = optional_json_field()
