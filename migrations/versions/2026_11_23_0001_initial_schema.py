@@ -149,7 +149,6 @@ def upgrade() -> None:
             name=op.f("ck_sessions_progress_percentage_range"),
         ),
         sa.CheckConstraint("total_cost >= 0", name=op.f("ck_sessions_total_cost_min")),
-        sa.CheckConstraint("total_tasks >= 0", name=op.f("ck_sessions_total_tasks_min")),
         sa.CheckConstraint("total_tokens >= 0", name=op.f("ck_sessions_total_tokens_min")),
         sa.ForeignKeyConstraint(
             ["parent_session_id"],
@@ -458,7 +457,6 @@ def upgrade() -> None:
             "progress_percentage BETWEEN 0 AND 100",
             name=op.f("ck_task_groups_progress_percentage_range"),
         ),
-        sa.CheckConstraint("total_tasks >= 0", name=op.f("ck_task_groups_total_tasks_min")),
         sa.ForeignKeyConstraint(
             ["parent_group_id"],
             ["task_groups.id"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,21 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Alembic keeps its running context in a module global, so two migrations interleaving in
+# one process would corrupt each other. Other processes are kept out by the database
+# (an advisory lock on PostgreSQL, the write lock on SQLite: see migrations/env.py).
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
 
 
 def migrations_dir() -> Path:
@@ -72,5 +89,5 @@ async def _run(engine: AsyncEngine, alembic_command: Callable[[Config], None]) -
         config.attributes["connection"] = connection
         alembic_command(config)
 
-    async with engine.connect() as connection:
+    async with _migration_lock(), engine.connect() as connection:
         await connection.run_sync(run)

@@ -1,7 +1,5 @@
 """Agents: one agent run inside a session, with the SDK session id to resume it (seed 001)."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -91,7 +89,7 @@ class Agent(AgentBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    session: Session = Relationship(
+    session: "Session" = Relationship(
         back_populates="agents", sa_relationship_kwargs={"lazy": "raise"}
     )
 

@@ -5,8 +5,6 @@ code), so only `event_category` is restricted. Seed 000's `chat` column (a copy 
 transcript) is not kept per event: `payload` holds the raw event whole.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from enum import StrEnum

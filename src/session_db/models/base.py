@@ -4,8 +4,6 @@ Everything here behaves the same on PostgreSQL and SQLite, so the domain modules
 branch on the engine.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal

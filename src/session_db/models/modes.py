@@ -1,7 +1,5 @@
 """Session modes: role configurations read from YAML files, and which sessions use them (002)."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from typing import Any

@@ -1,7 +1,5 @@
 """Projects: a codebase on disk whose sessions we track (seeds 001 and 003)."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -39,7 +37,7 @@ class Project(ProjectBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    sessions: list[Session] = Relationship(
+    sessions: list["Session"] = Relationship(
         back_populates="project", sa_relationship_kwargs={"lazy": "raise"}
     )
 

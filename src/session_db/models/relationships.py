@@ -4,8 +4,6 @@
 table is the graph itself, with how and why each child was spawned.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from enum import StrEnum

@@ -13,13 +13,11 @@ The seeds give two words more than one meaning; each meaning has its own field h
   research, ... an open vocabulary, so it has no CHECK.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship
@@ -149,7 +147,6 @@ class Session(SessionBase, table=True):
         check_range("total_tokens", 0),
         check_range("total_cost", 0),
         check_range("duration_ms", 0),
-        check_range("total_tasks", 0),
         check_range("completed_tasks", 0),
         sa.CheckConstraint("completed_tasks <= total_tasks", name="completed_within_total"),
         sa.CheckConstraint("parent_session_id <> id", name="not_own_parent"),
@@ -165,10 +162,10 @@ class Session(SessionBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    project: Project | None = Relationship(
+    project: Optional["Project"] = Relationship(
         back_populates="sessions", sa_relationship_kwargs={"lazy": "raise"}
     )
-    agents: list[Agent] = Relationship(
+    agents: list["Agent"] = Relationship(
         back_populates="session",
         passive_deletes=True,
         sa_relationship_kwargs={"lazy": "raise"},

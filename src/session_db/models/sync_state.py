@@ -6,8 +6,6 @@ session directory. A folder that is not a session (another tool's `state.json`) 
 a row, with no session and the reason in `error_message`.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from enum import StrEnum

@@ -5,11 +5,10 @@ Seed 002 kept dependencies as JSON lists (`depends_on`, `blocks`); here they are
 is the same edge read the other way, so it is not stored twice.
 """
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Optional
 
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship
@@ -69,7 +68,6 @@ class TaskGroup(TaskGroupBase, table=True):
         check_range("position_in_session", 0),
         check_range("estimated_effort", 0),
         check_range("priority", 1, 5),
-        check_range("total_tasks", 0),
         check_range("completed_tasks", 0),
         check_range("progress_percentage", 0, 100),
         sa.CheckConstraint("completed_tasks <= total_tasks", name="completed_within_total"),
@@ -84,7 +82,7 @@ class TaskGroup(TaskGroupBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    tasks: list[Task] = Relationship(
+    tasks: list["Task"] = Relationship(
         back_populates="group", sa_relationship_kwargs={"lazy": "raise"}
     )
 
@@ -179,7 +177,7 @@ class Task(TaskBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    group: TaskGroup | None = Relationship(
+    group: Optional["TaskGroup"] = Relationship(
         back_populates="tasks", sa_relationship_kwargs={"lazy": "raise"}
     )
 

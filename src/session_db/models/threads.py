@@ -1,7 +1,5 @@
 """Threads: conversations inside a session, with messages in a fixed order (seed 004)."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -60,7 +58,7 @@ class Thread(ThreadBase, table=True):
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
 
-    messages: list[ThreadMessage] = Relationship(
+    messages: list["ThreadMessage"] = Relationship(
         back_populates="thread",
         passive_deletes=True,
         sa_relationship_kwargs={"lazy": "raise", "order_by": "ThreadMessage.idx"},
