@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,7 +61,10 @@ async def _answers(url: URL) -> bool:
 
 def _start_testcontainer() -> tuple[URL, object] | None:
     try:
-        from testcontainers.postgres import PostgresContainer
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before the community split
+            from testcontainers.postgres import PostgresContainer
 
         container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
         container.start()
@@ -166,7 +171,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
     return request.getfixturevalue("postgres_database")
 
 
-async def _truncate_all(engine: AsyncEngine) -> None:
+async def truncate_all(engine: AsyncEngine) -> None:
+    """Empty every table of a PostgreSQL test database in one statement."""
     tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
@@ -180,7 +186,7 @@ async def engine(db_url: URL) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         if engine.dialect.name == "postgresql":
-            await _truncate_all(engine)
+            await truncate_all(engine)
         await engine.dispose()
 
 
@@ -189,6 +195,16 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A session that commits when the test body ends cleanly."""
     async with get_async_session(engine) as session:
         yield session
+
+
+def run_python(
+    *args: str, env_changes: dict[str, str] | None = None, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with `args` in a child process and capture its output."""
+    env = {**os.environ, **(env_changes or {})}
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,13 +1,12 @@
-"""Settings: the embedded default, URL normalisation, secrets kept out of sight, nothing at import."""
+"""Settings: the embedded default, URL normalisation, hidden secrets, nothing at import."""
 
 import asyncio
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 from sqlalchemy import text
 
 from session_db.config import Settings, parse_database_url
@@ -135,12 +134,6 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(tmp_path: Path) -> 
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
-def _python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
 def test_importing_reads_no_settings_and_opens_no_database(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -154,7 +147,7 @@ def test_importing_reads_no_settings_and_opens_no_database(tmp_path: Path) -> No
         "import session_db.database, session_db.models, session_db.migrate\n"
         "print('ok')\n"
     )
-    result = _python(code, env, tmp_path)
+    result = run_python("-c", code, env_changes=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert not any(tmp_path.rglob("*.sqlite"))
@@ -164,14 +157,11 @@ def test_readme_first_command_creates_the_embedded_database(tmp_path: Path) -> N
     readme = (REPO / "README.md").read_text()
     command = "python -m session_db"
     assert f"\n{command}\n" in readme, "the README's first command changed: update this test"
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    result = subprocess.run(
-        [sys.executable, "-m", "session_db"],
-        env=env,
+    result = run_python(
+        "-m",
+        "session_db",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env_changes={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")},
     )
     assert result.returncode == 0, result.stderr
     created = tmp_path / "xdg" / "session-db" / "session_db.sqlite"
@@ -180,14 +170,11 @@ def test_readme_first_command_creates_the_embedded_database(tmp_path: Path) -> N
 
 
 def test_readme_first_command_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "SESSION_DB_URL": f"mysql://root:{SECRET}@h/db"}
-    result = subprocess.run(
-        [sys.executable, "-m", "session_db"],
-        env=env,
+    result = run_python(
+        "-m",
+        "session_db",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        env_changes={"SESSION_DB_URL": f"mysql://root:{SECRET}@h/db"},
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "unsupported driver 'mysql'" in result.stderr

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings
+from conftest import isolated_settings, truncate_all
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import InvalidRequestError
@@ -35,9 +35,7 @@ async def default_engine_on(
     await database.dispose_engine()
     if db_url.get_backend_name() == "postgresql":
         cleaner = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
-        from conftest import _truncate_all
-
-        await _truncate_all(cleaner)
+        await truncate_all(cleaner)
         await cleaner.dispose()
 
 

@@ -15,6 +15,7 @@ from conftest import (
     drop_postgres_database,
     engine_params,
     isolated_settings,
+    run_python,
 )
 from pytest_alembic.tests import (  # noqa: F401  (collected here, on both engines)
     test_model_definitions_match_ddl,
@@ -241,14 +242,12 @@ def test_migrations_ship_in_the_wheel_and_run_from_it(tmp_path: Path) -> None:
         "engine = create_engine(url='sqlite+aiosqlite:///' + __import__('sys').argv[1])\n"
         "asyncio.run(init_db(engine))\nprint(asyncio.run(m.current_revision(engine)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    ran = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "from-wheel.sqlite")],
+    ran = run_python(
+        "-c",
+        script,
+        str(tmp_path / "from-wheel.sqlite"),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env_changes={"PYTHONPATH": str(tmp_path / "site")},
     )
     assert ran.returncode == 0, ran.stderr
     package_file, migrations, revision = ran.stdout.split()
