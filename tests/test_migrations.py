@@ -266,3 +266,22 @@ async def test_sqlite_upgrade_runs_with_foreign_keys_restored(tmp_path: Path) ->
         assert enabled == 1
     finally:
         await engine.dispose()
+
+
+def test_env_py_migrates_through_a_handed_in_sync_engine(tmp_path: Path) -> None:
+    # pytest-alembic's default `alembic_engine` is a plain Engine, not a Connection.
+    import sqlalchemy
+    from alembic import command
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'sync.sqlite'}")
+    try:
+        config = migrate.alembic_config()
+        config.attributes["connection"] = engine
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            version = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert version.scalar_one() == head_revision()
+        assert set(metadata.tables) <= tables
+    finally:
+        engine.dispose()
