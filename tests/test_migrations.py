@@ -4,6 +4,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,3 +286,48 @@ def test_env_py_migrates_through_a_handed_in_sync_engine(tmp_path: Path) -> None
         assert set(metadata.tables) <= tables
     finally:
         engine.dispose()
+
+
+async def test_upgrading_an_existing_database_keeps_its_data(empty_database: URL) -> None:
+    # Migrations run on databases full of sessions that many tables point at: a table
+    # rebuilt carelessly on SQLite would cascade-delete their children.
+    engine = create_engine(isolated_settings(), url=empty_database, poolclass=NullPool)
+    sid = uuid.uuid4()
+    raw = sid.hex if engine.dialect.name == "sqlite" else str(sid)
+    try:
+        await upgrade(engine, "0001")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO sessions (id, session_slug, session_metadata) "
+                    "VALUES (:id, 'kept', '{}')"
+                ),
+                {"id": raw},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO agents (id, session_id, agent_type, agent_metadata) "
+                    "VALUES (:aid, :id, 'build', '{}')"
+                ),
+                {
+                    "id": raw,
+                    "aid": uuid.uuid4().hex
+                    if engine.dialect.name == "sqlite"
+                    else str(uuid.uuid4()),
+                },
+            )
+        await upgrade(engine, "head")
+        async with engine.connect() as connection:
+            agents = (await connection.execute(text("SELECT count(*) FROM agents"))).scalar_one()
+            total = (
+                await connection.execute(
+                    text("SELECT checkpoints_total FROM sessions WHERE session_slug = 'kept'")
+                )
+            ).scalar_one()
+        assert (agents, total) == (1, 0)
+        await downgrade(engine, "0001")
+        async with engine.connect() as connection:
+            agents = (await connection.execute(text("SELECT count(*) FROM agents"))).scalar_one()
+        assert agents == 1
+    finally:
+        await engine.dispose()

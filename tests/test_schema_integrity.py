@@ -167,6 +167,13 @@ CHECK_CASES = [
         "ck_sessions_completed_within_total",
     ),
     ("sessions", "parent", "parent_session_id = id", "ck_sessions_not_own_parent"),
+    ("sessions", "parent", "checkpoints_completed = -1", "ck_sessions_checkpoints_completed_min"),
+    (
+        "sessions",
+        "parent",
+        "checkpoints_total = 1, checkpoints_completed = 2",
+        "ck_sessions_checkpoints_within_total",
+    ),
     ("agents", "agent", "status = 'napping'", "ck_agents_status_valid"),
     ("agents", "agent", "input_tokens = -1", "ck_agents_input_tokens_min"),
     ("agents", "agent", "output_tokens = -1", "ck_agents_output_tokens_min"),

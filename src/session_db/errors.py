@@ -1,6 +1,11 @@
-"""The errors session_db raises; callers catch `SessionDBError` to catch them all."""
+"""The errors session_db raises; callers catch `SessionDBError` to catch them all.
 
-from __future__ import annotations
+Driver errors are translated here, in one place, so no asyncpg or sqlite3 exception
+leaves the CRUD layer, and messages name the entity and the field on both engines.
+"""
+
+import re
+from typing import Any
 
 
 class SessionDBError(Exception):
@@ -13,3 +18,80 @@ class ConfigurationError(SessionDBError):
 
 class ResetRefusedError(SessionDBError):
     """`reset_db()` was called without an explicit request to delete everything."""
+
+
+class NotFoundError(SessionDBError, LookupError):
+    """A row that was asked for, or referred to, does not exist."""
+
+    def __init__(self, entity: str, key: Any, *, field: str = "id", detail: str | None = None):
+        self.entity, self.field, self.key = entity, field, key
+        super().__init__(detail or f"{entity} with {field}={key} not found")
+
+
+class ConflictError(SessionDBError):
+    """A write would duplicate a unique value (a slug, a path, an edge)."""
+
+    def __init__(self, entity: str, field: str, detail: str | None = None) -> None:
+        self.entity, self.field = entity, field
+        super().__init__(detail or f"{entity} with this {field} already exists")
+
+
+class InvalidInputError(SessionDBError, ValueError):
+    """Input breaks a rule: an unknown enum value, a number out of range, a cycle."""
+
+    def __init__(self, entity: str, field: str | None, problem: str) -> None:
+        self.entity, self.field, self.problem = entity, field, problem
+        where = f"{entity}.{field}" if field else entity
+        super().__init__(f"{where}: {problem}")
+
+
+class DatabaseError(SessionDBError):
+    """The database failed in a way that is not the caller's input (a bug, a full disk)."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not be reached or dropped the connection; retrying may work."""
+
+
+# Constraint names follow the naming convention in session_db.models.base.
+_SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>\w+)")
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper (asyncpg's carries names)."""
+    orig = getattr(error, "orig", None) or error
+    return getattr(orig, "__cause__", None) or orig
+
+
+def describe_integrity_error(error: BaseException) -> tuple[str, str | None, str | None]:
+    """Classify a database integrity error.
+
+    Returns:
+        (kind, constraint name, columns) where kind is "unique", "check", "foreign_key",
+        "not_null" or "other"; names are None where the engine does not report them.
+    """
+    driver = _driver_error(error)
+    constraint = getattr(driver, "constraint_name", None)
+    sqlstate = getattr(driver, "sqlstate", None)
+    message = str(getattr(error, "orig", error))
+    if sqlstate == "23505" or message.startswith("UNIQUE constraint failed"):
+        match = _SQLITE_UNIQUE.search(message)
+        columns = match.group("columns") if match else None
+        return "unique", constraint, columns
+    if sqlstate == "23514" or "CHECK constraint failed" in message:
+        match = _SQLITE_CHECK.search(message)
+        return "check", constraint or (match.group("name") if match else None), None
+    if sqlstate == "23503" or "FOREIGN KEY constraint failed" in message:
+        return "foreign_key", constraint, None
+    if sqlstate == "23502" or "NOT NULL constraint failed" in message:
+        column = getattr(driver, "column_name", None) or message.rsplit(".", 1)[-1]
+        return "not_null", None, column
+    return "other", constraint, None
+
+
+def check_rule(constraint: str | None, table: str) -> str | None:
+    """Return the rule of a CHECK constraint's name: `ck_sessions_priority_range` → `priority_range`."""
+    if constraint is None:
+        return None
+    return constraint.removeprefix(f"ck_{table}_")

@@ -1,7 +1,13 @@
 """Every session_db model, one module per domain; importing this registers all tables."""
 
 from session_db.models.agent import Agent, AgentCreate, AgentRead, AgentStatus, AgentUpdate
-from session_db.models.agent_log import AgentLog, AgentLogCreate, AgentLogRead, EventCategory
+from session_db.models.agent_log import (
+    AgentLog,
+    AgentLogCreate,
+    AgentLogRead,
+    AgentLogUpdate,
+    EventCategory,
+)
 from session_db.models.base import NAMING_CONVENTION, Base, metadata
 from session_db.models.modes import (
     SessionMode,
@@ -14,10 +20,14 @@ from session_db.models.project import Project, ProjectCreate, ProjectRead, Proje
 from session_db.models.relationships import (
     ActiveSession,
     DelegationType,
+    RelatedSession,
     RelationshipType,
     SessionRelationship,
     SessionRelationshipCreate,
     SessionRelationshipRead,
+    SessionRelationshipUpdate,
+    SessionRollup,
+    SessionTreeNode,
     SpawnReason,
 )
 from session_db.models.session import (
@@ -50,8 +60,10 @@ from session_db.models.threads import (
     ThreadMessage,
     ThreadMessageCreate,
     ThreadMessageRead,
+    ThreadMessageUpdate,
     ThreadRead,
     ThreadStatus,
+    ThreadSummary,
     ThreadUpdate,
 )
 
@@ -63,6 +75,7 @@ __all__ = [
     "AgentLog",
     "AgentLogCreate",
     "AgentLogRead",
+    "AgentLogUpdate",
     "AgentRead",
     "AgentStatus",
     "AgentUpdate",
@@ -74,6 +87,7 @@ __all__ = [
     "ProjectCreate",
     "ProjectRead",
     "ProjectUpdate",
+    "RelatedSession",
     "RelationshipType",
     "Session",
     "SessionCreate",
@@ -87,8 +101,11 @@ __all__ = [
     "SessionRelationship",
     "SessionRelationshipCreate",
     "SessionRelationshipRead",
+    "SessionRelationshipUpdate",
     "SessionRole",
+    "SessionRollup",
     "SessionStatus",
+    "SessionTreeNode",
     "SessionType",
     "SessionUpdate",
     "SpawnReason",
@@ -109,8 +126,10 @@ __all__ = [
     "ThreadMessage",
     "ThreadMessageCreate",
     "ThreadMessageRead",
+    "ThreadMessageUpdate",
     "ThreadRead",
     "ThreadStatus",
+    "ThreadSummary",
     "ThreadUpdate",
     "metadata",
 ]

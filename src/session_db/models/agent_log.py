@@ -87,6 +87,15 @@ class AgentLogCreate(AgentLogBase):
     """Input to log an event; `session_id` and `event_type` are required."""
 
 
+class AgentLogUpdate(Base):
+    """Input to complete a logged event (its outcome arrives later); the event itself is fixed."""
+
+    summary: str | None = None
+    tool_output: dict[str, Any] | None = None
+    wave_id: str | None = Field(default=None, max_length=128)
+    delegation_context: dict[str, Any] | None = None
+
+
 class AgentLogRead(AgentLogBase):
     """A logged event as returned to callers."""
 

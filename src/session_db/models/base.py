@@ -4,6 +4,7 @@ Everything here behaves the same on PostgreSQL and SQLite, so the domain modules
 branch on the engine.
 """
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationInfo, field_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
@@ -30,6 +32,14 @@ NAMING_CONVENTION = {
 # that an application's own models may live in.
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 mapper_registry = registry(metadata=metadata)
+
+# Input limits, the same on both engines: one text value, and one JSON value serialised.
+MAX_TEXT_CHARS = 1_000_000
+MAX_JSON_CHARS = 8_000_000
+# PostgreSQL rejects NUL in text and JSON; SQLite would keep it. So that both engines
+# store the same thing and no event is refused for it, NUL becomes U+FFFD everywhere.
+NUL = "\x00"
+NUL_REPLACEMENT = "\ufffd"
 
 MONEY_SCALE = 9
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
@@ -121,8 +131,34 @@ def check_range(column: str, low: float, high: float | None = None) -> sa.CheckC
     return sa.CheckConstraint(f"{column} BETWEEN {low} AND {high}", name=f"{column}_range")
 
 
+def scrub_nul(value: Any) -> Any:
+    """Return `value` with every NUL character in strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {scrub_nul(key): scrub_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_nul(item) for item in value]
+    return value
+
+
 class Base(SQLModel, registry=mapper_registry):
     """Base of every session_db model, table or not; tables land in `metadata`."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _normalise_and_limit(cls, value: Any, info: ValidationInfo) -> Any:
+        """Replace NUL characters and refuse oversized text or JSON."""
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_CHARS:
+                raise ValueError(f"text of {len(value)} characters exceeds {MAX_TEXT_CHARS}")
+            return scrub_nul(value)
+        if isinstance(value, dict | list):
+            value = scrub_nul(value)
+            size = len(json.dumps(value, default=str))
+            if size > MAX_JSON_CHARS:
+                raise ValueError(f"JSON of {size} characters exceeds {MAX_JSON_CHARS}")
+        return value
 
 
 def id_field() -> Any:

@@ -6,10 +6,12 @@ table is the graph itself, with how and why each child was spawned.
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlmodel import Field
 
 from session_db.models.base import (
@@ -26,6 +28,7 @@ from session_db.models.base import (
     timestamp_field,
     utcnow,
 )
+from session_db.models.session import SessionRead
 
 
 class RelationshipType(StrEnum):
@@ -96,6 +99,15 @@ class SessionRelationshipCreate(SessionRelationshipBase):
     """Input to link a child session to its parent."""
 
 
+class SessionRelationshipUpdate(Base):
+    """Input to complete or annotate an edge; its two ends are fixed."""
+
+    spawn_reason: SpawnReason | None = None
+    delegation_type: DelegationType | None = None
+    spawn_metadata: dict[str, Any] | None = None
+    completed_at: datetime | None = None
+
+
 class SessionRelationshipRead(SessionRelationshipBase):
     """A relationship as returned to callers."""
 
@@ -103,6 +115,31 @@ class SessionRelationshipRead(SessionRelationshipBase):
     depth_level: int
     session_path: str | None
     created_at: datetime
+
+
+class RelatedSession(BaseModel):
+    """A session reached from another, with the edge that reached it."""
+
+    session: SessionRead
+    relationship: SessionRelationshipRead
+    depth: int  # steps from the session asked about: 1 for a direct child or parent
+
+
+class SessionTreeNode(BaseModel):
+    """A session and, nested, every session below it."""
+
+    session: SessionRead
+    relationship: SessionRelationshipRead | None  # None for the root
+    children: list["SessionTreeNode"]
+
+
+class SessionRollup(BaseModel):
+    """Tokens and cost of a session and all its descendants together."""
+
+    session_id: uuid.UUID
+    session_count: int
+    total_tokens: int
+    total_cost: Decimal
 
 
 class ActiveSession(Base, table=True):

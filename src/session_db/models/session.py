@@ -124,6 +124,10 @@ class SessionBase(Base):
     )
     total_tasks: int = count_field()
     completed_tasks: int = count_field()
+    # Build checkpoints (state.json's build_progress), so "sessions with more than N
+    # checkpoints" is a plain indexed query.
+    checkpoints_total: int = count_field()
+    checkpoints_completed: int = count_field()
     activated_at: datetime | None = timestamp_field()
     last_activity_at: datetime | None = timestamp_field(index=True)
     completed_at: datetime | None = timestamp_field()
@@ -149,6 +153,10 @@ class Session(SessionBase, table=True):
         check_range("duration_ms", 0),
         check_range("completed_tasks", 0),
         sa.CheckConstraint("completed_tasks <= total_tasks", name="completed_within_total"),
+        check_range("checkpoints_completed", 0),
+        sa.CheckConstraint(
+            "checkpoints_completed <= checkpoints_total", name="checkpoints_within_total"
+        ),
         sa.CheckConstraint("parent_session_id <> id", name="not_own_parent"),
         sa.CheckConstraint("ended_at >= started_at", name="ends_after_start"),
         sa.Index(None, "status"),
@@ -156,6 +164,7 @@ class Session(SessionBase, table=True):
         sa.Index(None, "session_type"),
         sa.Index(None, "session_role"),
         sa.Index(None, "priority"),
+        sa.Index(None, "checkpoints_total"),
     )
 
     id: uuid.UUID = id_field()
@@ -201,6 +210,8 @@ class SessionUpdate(Base):
     progress_percentage: float | None = Field(default=None, ge=0, le=100)
     total_tasks: int | None = Field(default=None, ge=0)
     completed_tasks: int | None = Field(default=None, ge=0)
+    checkpoints_total: int | None = Field(default=None, ge=0)
+    checkpoints_completed: int | None = Field(default=None, ge=0)
     activated_at: datetime | None = None
     last_activity_at: datetime | None = None
     completed_at: datetime | None = None

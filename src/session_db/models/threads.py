@@ -84,6 +84,12 @@ class ThreadRead(ThreadBase):
     updated_at: datetime
 
 
+class ThreadSummary(ThreadRead):
+    """A thread with how many messages it holds (seed 004's getSessionThreads)."""
+
+    message_count: int
+
+
 class ThreadMessageBase(Base):
     """Fields a caller sets on a message."""
 
@@ -116,6 +122,12 @@ class ThreadMessage(ThreadMessageBase, table=True):
 
 class ThreadMessageCreate(ThreadMessageBase):
     """Input to add a message; the thread assigns `idx`."""
+
+
+class ThreadMessageUpdate(Base):
+    """Input to correct a message's text; its role, thread and place are fixed."""
+
+    content: str
 
 
 class ThreadMessageRead(ThreadMessageBase):

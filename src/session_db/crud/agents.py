@@ -1,0 +1,96 @@
+"""Agent runs: create, read (by id or SDK session id), list, update, delete."""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.crud._base import (
+    DEFAULT_LIMIT,
+    apply_update,
+    build_row,
+    coerce_input,
+    enum_filter,
+    get_or_raise,
+    paginate,
+    remove,
+    save,
+    translating_errors,
+)
+from session_db.errors import NotFoundError
+from session_db.models import Agent, AgentCreate, AgentStatus, AgentUpdate
+
+ENTITY = "agent"
+
+
+@translating_errors(ENTITY)
+async def create_agent(db: AsyncSession, data: AgentCreate | Mapping[str, Any]) -> Agent:
+    """Create an agent run in a session.
+
+    Raises:
+        NotFoundError: `session_id` names no session.
+        InvalidInputError: A field is missing or invalid.
+    """
+    agent_in = coerce_input(AgentCreate, data, ENTITY)
+    return await save(db, build_row(Agent, agent_in, ENTITY), ENTITY)
+
+
+@translating_errors(ENTITY)
+async def get_agent(db: AsyncSession, agent_id: uuid.UUID) -> Agent:
+    """Return the agent run with this id, or raise NotFoundError."""
+    return await get_or_raise(db, Agent, agent_id, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def get_agent_by_sdk_session_id(db: AsyncSession, sdk_session_id: str) -> Agent:
+    """Return the newest agent run with this SDK session id (to resume it), or raise."""
+    statement = (
+        select(Agent)
+        .where(Agent.sdk_session_id == sdk_session_id)
+        .order_by(Agent.created_at.desc(), Agent.id)
+    )
+    agent = (await db.exec(statement)).first()
+    if agent is None:
+        raise NotFoundError(ENTITY, sdk_session_id, field="sdk_session_id")
+    return agent
+
+
+@translating_errors(ENTITY)
+async def list_agents(
+    db: AsyncSession,
+    *,
+    session_id: uuid.UUID | None = None,
+    status: AgentStatus | str | None = None,
+    agent_type: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> list[Agent]:
+    """Return agent runs matching every filter given, oldest first."""
+    statement = select(Agent)
+    if session_id is not None:
+        statement = statement.where(Agent.session_id == session_id)
+    if (value := enum_filter(AgentStatus, status, ENTITY, "status")) is not None:
+        statement = statement.where(Agent.status == value)
+    if agent_type is not None:
+        statement = statement.where(Agent.agent_type == agent_type)
+    statement = statement.order_by(Agent.created_at, Agent.id)
+    return list((await db.exec(paginate(statement, limit, offset))).all())
+
+
+@translating_errors(ENTITY)
+async def update_agent(
+    db: AsyncSession, agent_id: uuid.UUID, data: AgentUpdate | Mapping[str, Any]
+) -> Agent:
+    """Change the fields the caller set (status, SDK session id, tokens, cost, ...)."""
+    changes = coerce_input(AgentUpdate, data, ENTITY)
+    agent = await get_or_raise(db, Agent, agent_id, ENTITY)
+    apply_update(agent, changes, ENTITY)
+    return await save(db, agent, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def delete_agent(db: AsyncSession, agent_id: uuid.UUID) -> None:
+    """Delete an agent run; its logged events stay, with no agent."""
+    await remove(db, await get_or_raise(db, Agent, agent_id, ENTITY), ENTITY)

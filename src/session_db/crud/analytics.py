@@ -1,0 +1,242 @@
+"""The questions the database exists to answer (seed 000's query patterns and seed 003's)."""
+
+from datetime import datetime
+
+from sqlalchemy import and_, func
+from sqlalchemy.orm import aliased
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.crud._base import DEFAULT_LIMIT, enum_filter, paginate, translating_errors
+from session_db.errors import InvalidInputError
+from session_db.models import (
+    Agent,
+    AgentLog,
+    AgentStatus,
+    Project,
+    RelationshipType,
+    Session,
+    SessionPhase,
+    SessionRelationship,
+)
+from session_db.models.base import to_money
+from session_db.models.reports import (
+    ProjectCost,
+    SessionMetrics,
+    SpawnCorrelation,
+    TimelineEntry,
+    WaveSummary,
+)
+
+ENTITY = "query"
+_PARENT_EDGE = and_(
+    SessionRelationship.child_session_id == Session.id,
+    SessionRelationship.relationship_type == RelationshipType.PARENT_CHILD,
+)
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise InvalidInputError(ENTITY, "end", "must be after start")
+
+
+@translating_errors(ENTITY)
+async def get_timeline(
+    db: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> list[TimelineEntry]:
+    """Return the events with start ≤ time < end, in time order, with hierarchy context."""
+    _check_range(start, end)
+    statement = (
+        select(
+            AgentLog,
+            Session.session_role,
+            SessionRelationship.relationship_type,
+            SessionRelationship.spawn_reason,
+        )
+        .outerjoin(Session, Session.id == AgentLog.session_id)
+        .outerjoin(SessionRelationship, _PARENT_EDGE)
+        .where(AgentLog.occurred_at >= start, AgentLog.occurred_at < end)
+        .order_by(AgentLog.occurred_at, AgentLog.id)
+    )
+    rows = (await db.exec(paginate(statement, limit, offset))).all()
+    return [
+        TimelineEntry(
+            event_id=log.id,
+            occurred_at=log.occurred_at,
+            session_id=log.session_id,
+            parent_session_id=log.parent_session_id,
+            session_depth=log.session_depth,
+            event_type=log.event_type,
+            session_role=role,
+            relationship_type=kind,
+            spawn_reason=reason,
+        )
+        for log, role, kind, reason in rows
+    ]
+
+
+@translating_errors(ENTITY)
+async def get_wave_summaries(
+    db: AsyncSession, *, since: datetime | None = None
+) -> list[WaveSummary]:
+    """Return every wave (events sharing a `wave_id`), the most recently started first."""
+    started = func.min(AgentLog.occurred_at)
+    statement = (
+        select(
+            AgentLog.wave_id,
+            func.count(AgentLog.session_id.distinct()),
+            started,
+            func.max(AgentLog.occurred_at),
+            func.count(AgentLog.id),
+        )
+        .where(AgentLog.wave_id.is_not(None))
+        .group_by(AgentLog.wave_id)
+        .order_by(started.desc())
+    )
+    if since is not None:
+        statement = statement.where(AgentLog.occurred_at >= since)
+    rows = (await db.exec(statement)).all()
+    return [
+        WaveSummary(
+            wave_id=wave,
+            session_count=sessions,
+            started_at=first,
+            ended_at=last,
+            event_count=events,
+        )
+        for wave, sessions, first, last, events in rows
+    ]
+
+
+@translating_errors(ENTITY)
+async def get_session_metrics(
+    db: AsyncSession, since: datetime, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> list[SessionMetrics]:
+    """Return per-session performance figures for sessions started since `since`, newest first."""
+    events = (
+        select(func.count(AgentLog.id))
+        .where(AgentLog.session_id == Session.id)
+        .correlate(Session)
+        .scalar_subquery()
+    )
+    depth = (
+        select(func.min(SessionRelationship.depth_level))
+        .where(_PARENT_EDGE)
+        .correlate(Session)
+        .scalar_subquery()
+    )
+    statement = (
+        select(Session, events, depth)
+        .where(Session.started_at >= since)
+        .order_by(Session.started_at.desc(), Session.id)
+    )
+    rows = (await db.exec(paginate(statement, limit, offset))).all()
+    return [
+        SessionMetrics(
+            session_id=s.id,
+            session_slug=s.session_slug,
+            session_role=s.session_role,
+            started_at=s.started_at,
+            duration_ms=s.duration_ms,
+            agent_count=s.agent_count,
+            total_tokens=s.total_tokens,
+            event_count=count,
+            depth_level=level,
+        )
+        for s, count, level in rows
+    ]
+
+
+@translating_errors(ENTITY)
+async def get_spawn_correlations(
+    db: AsyncSession, since: datetime, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> list[SpawnCorrelation]:
+    """Pair each parent started since `since` with its children: spawn delay, child duration."""
+    parent, child = aliased(Session), aliased(Session)
+    statement = (
+        select(parent, child, SessionRelationship)
+        .join(SessionRelationship, SessionRelationship.parent_session_id == parent.id)
+        .join(child, child.id == SessionRelationship.child_session_id)
+        .where(parent.started_at >= since)
+        .order_by(parent.started_at, child.started_at, child.id)
+    )
+    rows = (await db.exec(paginate(statement, limit, offset))).all()
+    return [
+        SpawnCorrelation(
+            parent_session_id=p.id,
+            parent_role=p.session_role,
+            child_session_id=c.id,
+            child_role=c.session_role,
+            spawn_reason=edge.spawn_reason,
+            delegation_type=edge.delegation_type,
+            spawn_delay_ms=(
+                round((c.started_at - p.started_at).total_seconds() * 1000)
+                if c.started_at and p.started_at
+                else None
+            ),
+            child_duration_ms=c.duration_ms,
+        )
+        for p, c, edge in rows
+    ]
+
+
+@translating_errors(ENTITY)
+async def get_cost_by_project(db: AsyncSession) -> list[ProjectCost]:
+    """Return every project's session count, tokens and cost, the most expensive first."""
+    cost = func.coalesce(func.sum(Session.total_cost), 0)
+    statement = (
+        select(
+            Project.id,
+            Project.name,
+            func.count(Session.id),
+            func.coalesce(func.sum(Session.total_tokens), 0),
+            cost,
+        )
+        .outerjoin(Session, Session.project_id == Project.id)
+        .group_by(Project.id, Project.name)
+        .order_by(cost.desc(), Project.name)
+    )
+    rows = (await db.exec(statement)).all()
+    return [
+        ProjectCost(
+            project_id=pid,
+            project_name=name,
+            session_count=count,
+            total_tokens=int(tokens),
+            total_cost=to_money(total),
+        )
+        for pid, name, count, tokens, total in rows
+    ]
+
+
+@translating_errors(ENTITY)
+async def get_failed_agents(
+    db: AsyncSession, *, phase: SessionPhase | str = SessionPhase.BUILD
+) -> list[Agent]:
+    """Return the failed agent runs of sessions in `phase` (build unless given)."""
+    wanted = enum_filter(SessionPhase, phase, ENTITY, "phase")
+    statement = (
+        select(Agent)
+        .join(Session, Session.id == Agent.session_id)
+        .where(Agent.status == AgentStatus.FAILED, Session.phase == wanted)
+        .order_by(Agent.created_at, Agent.id)
+    )
+    return list((await db.exec(statement)).all())
+
+
+@translating_errors(ENTITY)
+async def get_sessions_with_checkpoints(db: AsyncSession, more_than: int) -> list[Session]:
+    """Return sessions whose plan has more than `more_than` build checkpoints."""
+    if more_than < 0:
+        raise InvalidInputError(ENTITY, "more_than", "must not be negative")
+    statement = (
+        select(Session)
+        .where(Session.checkpoints_total > more_than)
+        .order_by(Session.checkpoints_total.desc(), Session.session_slug)
+    )
+    return list((await db.exec(statement)).all())

@@ -1,0 +1,84 @@
+"""Projects: create, read, list, update, delete."""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.crud._base import (
+    DEFAULT_LIMIT,
+    apply_update,
+    build_row,
+    coerce_input,
+    get_or_raise,
+    paginate,
+    remove,
+    save,
+    translating_errors,
+)
+from session_db.errors import NotFoundError
+from session_db.models import Project, ProjectCreate, ProjectUpdate
+
+ENTITY = "project"
+
+
+@translating_errors(ENTITY)
+async def create_project(db: AsyncSession, data: ProjectCreate | Mapping[str, Any]) -> Project:
+    """Create a project.
+
+    Raises:
+        ConflictError: Another project has the same `root_path`.
+        InvalidInputError: A field is missing or invalid.
+    """
+    project_in = coerce_input(ProjectCreate, data, ENTITY)
+    return await save(db, build_row(Project, project_in, ENTITY), ENTITY)
+
+
+@translating_errors(ENTITY)
+async def get_project(db: AsyncSession, project_id: uuid.UUID) -> Project:
+    """Return the project with this id, or raise NotFoundError."""
+    return await get_or_raise(db, Project, project_id, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def get_project_by_path(db: AsyncSession, root_path: str) -> Project:
+    """Return the project rooted at `root_path`, or raise NotFoundError."""
+    project = (await db.exec(select(Project).where(Project.root_path == root_path))).first()
+    if project is None:
+        raise NotFoundError(ENTITY, root_path, field="root_path")
+    return project
+
+
+@translating_errors(ENTITY)
+async def list_projects(
+    db: AsyncSession, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+) -> list[Project]:
+    """Return projects by name."""
+    statement = select(Project).order_by(Project.name, Project.id)
+    return list((await db.exec(paginate(statement, limit, offset))).all())
+
+
+@translating_errors(ENTITY)
+async def count_projects(db: AsyncSession) -> int:
+    """Return how many projects there are."""
+    return (await db.exec(select(func.count()).select_from(Project))).one()
+
+
+@translating_errors(ENTITY)
+async def update_project(
+    db: AsyncSession, project_id: uuid.UUID, data: ProjectUpdate | Mapping[str, Any]
+) -> Project:
+    """Change the fields the caller set; raise NotFoundError if there is no such project."""
+    changes = coerce_input(ProjectUpdate, data, ENTITY)
+    project = await get_or_raise(db, Project, project_id, ENTITY)
+    apply_update(project, changes, ENTITY)
+    return await save(db, project, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
+    """Delete a project; its sessions stay, detached (project_id becomes NULL)."""
+    await remove(db, await get_or_raise(db, Project, project_id, ENTITY), ENTITY)

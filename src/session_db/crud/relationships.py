@@ -1,0 +1,328 @@
+"""Session relationships (seed 000): linking, children, descendants, ancestors, trees, rollups.
+
+Edges of one `relationship_type` form a forest: linking refuses self-links and cycles,
+and `depth_level` / `session_path` are kept right for the whole subtree below a link.
+"""
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Uuid, func, literal, union
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.crud._base import (
+    apply_update,
+    build_row,
+    coerce_input,
+    enum_filter,
+    get_or_raise,
+    remove,
+    save,
+    translating_errors,
+)
+from session_db.errors import InvalidInputError, NotFoundError
+from session_db.models import (
+    RelatedSession,
+    RelationshipType,
+    Session,
+    SessionRead,
+    SessionRelationship,
+    SessionRelationshipCreate,
+    SessionRelationshipRead,
+    SessionRelationshipUpdate,
+    SessionRollup,
+    SessionTreeNode,
+)
+from session_db.models.base import to_money
+
+ENTITY = "session_relationship"
+# Recursion stops here even if rows written behind the CRUD layer's back form a cycle.
+MAX_DEPTH = 64
+_PARENT_CHILD = RelationshipType.PARENT_CHILD
+
+
+def _walk(
+    start: uuid.UUID, relationship_type: RelationshipType | None, *, down: bool, max_depth: int
+) -> Any:
+    """A recursive CTE of (edge_id, session_id, depth) reachable from `start`."""
+    edge = SessionRelationship
+    near, far = (
+        (edge.parent_session_id, edge.child_session_id)
+        if down
+        else (edge.child_session_id, edge.parent_session_id)
+    )
+    base = select(edge.id.label("edge_id"), far.label("session_id"), literal(1).label("depth"))
+    base = base.where(near == start)
+    if relationship_type is not None:
+        base = base.where(edge.relationship_type == relationship_type)
+    cte = base.cte("reachable", recursive=True)
+    step = (
+        select(edge.id, far, cte.c.depth + 1)
+        .join(cte, near == cte.c.session_id)
+        .where(cte.c.depth < max_depth)
+    )
+    if relationship_type is not None:
+        step = step.where(edge.relationship_type == relationship_type)
+    return cte.union_all(step)
+
+
+def _check_depth(max_depth: int | None) -> int:
+    if max_depth is None:
+        return MAX_DEPTH
+    if not 1 <= max_depth <= MAX_DEPTH:
+        raise InvalidInputError(ENTITY, "max_depth", f"must be between 1 and {MAX_DEPTH}")
+    return max_depth
+
+
+async def _reachable(
+    db: AsyncSession,
+    start: uuid.UUID,
+    relationship_type: RelationshipType | None,
+    *,
+    down: bool,
+    max_depth: int,
+) -> list[RelatedSession]:
+    cte = _walk(start, relationship_type, down=down, max_depth=max_depth)
+    statement = (
+        select(Session, SessionRelationship, cte.c.depth)
+        .join(cte, Session.id == cte.c.session_id)
+        .join(SessionRelationship, SessionRelationship.id == cte.c.edge_id)
+        .order_by(cte.c.depth, SessionRelationship.created_at, Session.id)
+    )
+    seen: set[uuid.UUID] = set()
+    found = []
+    for session, edge, depth in (await db.exec(statement)).all():
+        if session.id in seen:  # reached twice (a diamond): keep the shortest way
+            continue
+        seen.add(session.id)
+        found.append(
+            RelatedSession(
+                session=SessionRead.model_validate(session),
+                relationship=SessionRelationshipRead.model_validate(edge),
+                depth=depth,
+            )
+        )
+    return found
+
+
+@translating_errors(ENTITY)
+async def link_sessions(
+    db: AsyncSession, data: SessionRelationshipCreate | Mapping[str, Any]
+) -> SessionRelationship:
+    """Link a child session to a parent, deriving `depth_level` and `session_path`.
+
+    A parent/child link also sets the child's `parent_session_id` (if it has none) and
+    counts the child in the parent's `agent_count`.
+
+    Raises:
+        InvalidInputError: The two are the same session, or the link would make a cycle.
+        NotFoundError: Either session does not exist.
+        ConflictError: The two are already linked.
+    """
+    link = coerce_input(SessionRelationshipCreate, data, ENTITY)
+    parent_id, child_id = link.parent_session_id, link.child_session_id
+    if parent_id == child_id:
+        raise InvalidInputError(ENTITY, "child_session_id", "a session cannot be linked to itself")
+    # Lock both ends, in a fixed order: two links made at once in opposite directions
+    # then run one after the other, and the second sees the first and is refused.
+    locked = select(Session).where(Session.id.in_([parent_id, child_id])).order_by(Session.id)
+    sessions = {s.id: s for s in (await db.exec(locked.with_for_update())).all()}
+    for session_id in (parent_id, child_id):
+        if session_id not in sessions:
+            raise NotFoundError("session", session_id)
+    below_child = await _reachable(
+        db, child_id, link.relationship_type, down=True, max_depth=MAX_DEPTH
+    )
+    if any(related.session.id == parent_id for related in below_child):
+        raise InvalidInputError(
+            ENTITY,
+            "parent_session_id",
+            "the link would make a cycle: the parent is below the child",
+        )
+    edge = build_row(SessionRelationship, link, ENTITY)
+    await save(db, edge, ENTITY)
+    parent, child = sessions[parent_id], sessions[child_id]
+    if link.relationship_type == _PARENT_CHILD:
+        if child.parent_session_id is None:
+            child.parent_session_id = parent_id
+        parent.agent_count += 1
+        await save(db, parent, "session")
+        await save(db, child, "session")
+    await _refresh_paths(db, parent_id, link.relationship_type)
+    return edge
+
+
+async def _refresh_paths(
+    db: AsyncSession, root_id: uuid.UUID, relationship_type: RelationshipType
+) -> None:
+    """Recompute `depth_level` and `session_path` of every edge below `root_id`."""
+    root = await get_or_raise(db, Session, root_id, "session")
+    above = (
+        await db.exec(
+            select(SessionRelationship)
+            .where(
+                SessionRelationship.child_session_id == root_id,
+                SessionRelationship.relationship_type == relationship_type,
+            )
+            .order_by(SessionRelationship.created_at, SessionRelationship.id)
+        )
+    ).first()
+    start_depth = above.depth_level if above else 0
+    start_path = (above.session_path if above else None) or root.session_slug
+    paths = {root_id: (start_depth, start_path)}
+    for related in await _reachable(db, root_id, relationship_type, down=True, max_depth=MAX_DEPTH):
+        edge = await get_or_raise(db, SessionRelationship, related.relationship.id, ENTITY)
+        depth, path = paths[edge.parent_session_id]
+        paths[edge.child_session_id] = (depth + 1, f"{path}.{related.session.session_slug}")
+        edge.depth_level, edge.session_path = paths[edge.child_session_id]
+        db.add(edge)
+    await db.flush()
+
+
+@translating_errors(ENTITY)
+async def get_relationship(db: AsyncSession, relationship_id: uuid.UUID) -> SessionRelationship:
+    """Return the edge with this id, or raise NotFoundError."""
+    return await get_or_raise(db, SessionRelationship, relationship_id, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def list_relationships(
+    db: AsyncSession,
+    *,
+    parent_session_id: uuid.UUID | None = None,
+    child_session_id: uuid.UUID | None = None,
+    relationship_type: RelationshipType | str | None = None,
+) -> list[SessionRelationship]:
+    """Return edges matching every filter given, oldest first."""
+    statement = select(SessionRelationship)
+    if parent_session_id is not None:
+        statement = statement.where(SessionRelationship.parent_session_id == parent_session_id)
+    if child_session_id is not None:
+        statement = statement.where(SessionRelationship.child_session_id == child_session_id)
+    kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
+    if kind is not None:
+        statement = statement.where(SessionRelationship.relationship_type == kind)
+    statement = statement.order_by(SessionRelationship.created_at, SessionRelationship.id)
+    return list((await db.exec(statement)).all())
+
+
+@translating_errors(ENTITY)
+async def update_relationship(
+    db: AsyncSession,
+    relationship_id: uuid.UUID,
+    data: SessionRelationshipUpdate | Mapping[str, Any],
+) -> SessionRelationship:
+    """Complete or annotate an edge (completed_at, spawn reason, metadata)."""
+    changes = coerce_input(SessionRelationshipUpdate, data, ENTITY)
+    edge = await get_or_raise(db, SessionRelationship, relationship_id, ENTITY)
+    apply_update(edge, changes, ENTITY)
+    return await save(db, edge, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def unlink_sessions(db: AsyncSession, relationship_id: uuid.UUID) -> None:
+    """Remove an edge; a detached subtree gets its depths and paths recomputed."""
+    edge = await get_or_raise(db, SessionRelationship, relationship_id, ENTITY)
+    parent_id, child_id, kind = (
+        edge.parent_session_id,
+        edge.child_session_id,
+        edge.relationship_type,
+    )
+    await remove(db, edge, ENTITY)
+    if kind == _PARENT_CHILD:
+        parent = await get_or_raise(db, Session, parent_id, "session")
+        child = await get_or_raise(db, Session, child_id, "session")
+        parent.agent_count = max(0, parent.agent_count - 1)
+        if child.parent_session_id == parent_id:
+            child.parent_session_id = None
+        await save(db, parent, "session")
+        await save(db, child, "session")
+    await _refresh_paths(db, child_id, RelationshipType(kind))
+
+
+@translating_errors(ENTITY)
+async def get_children(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    *,
+    relationship_type: RelationshipType | str | None = None,
+) -> list[RelatedSession]:
+    """Return the sessions linked directly below `session_id` (any type unless given)."""
+    kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
+    return await _reachable(db, session_id, kind, down=True, max_depth=1)
+
+
+@translating_errors(ENTITY)
+async def get_descendants(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    *,
+    max_depth: int | None = None,
+    relationship_type: RelationshipType | str | None = _PARENT_CHILD,
+) -> list[RelatedSession]:
+    """Return every session below `session_id`, nearest first, down to `max_depth` levels.
+
+    Raises:
+        InvalidInputError: `max_depth` is outside 1..64.
+    """
+    kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
+    return await _reachable(db, session_id, kind, down=True, max_depth=_check_depth(max_depth))
+
+
+@translating_errors(ENTITY)
+async def get_ancestors(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    *,
+    relationship_type: RelationshipType | str | None = _PARENT_CHILD,
+) -> list[RelatedSession]:
+    """Return the sessions above `session_id`, its parent first, the root last."""
+    kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
+    return await _reachable(db, session_id, kind, down=False, max_depth=MAX_DEPTH)
+
+
+@translating_errors(ENTITY)
+async def get_session_tree(
+    db: AsyncSession, session_id: uuid.UUID, *, max_depth: int | None = None
+) -> SessionTreeNode:
+    """Return `session_id` and its parent/child descendants as one nested structure."""
+    root = await get_or_raise(db, Session, session_id, "session")
+    nodes = {
+        root.id: SessionTreeNode(
+            session=SessionRead.model_validate(root), relationship=None, children=[]
+        )
+    }
+    for related in await get_descendants(db, session_id, max_depth=max_depth):
+        node = SessionTreeNode(
+            session=related.session, relationship=related.relationship, children=[]
+        )
+        nodes[related.session.id] = node
+        nodes[related.relationship.parent_session_id].children.append(node)
+    return nodes[root.id]
+
+
+@translating_errors(ENTITY)
+async def get_session_rollup(db: AsyncSession, session_id: uuid.UUID) -> SessionRollup:
+    """Sum tokens and cost over a session and all its parent/child descendants.
+
+    Raises:
+        NotFoundError: There is no such session.
+    """
+    await get_or_raise(db, Session, session_id, "session")
+    below = _walk(session_id, _PARENT_CHILD, down=True, max_depth=MAX_DEPTH)
+    members = union(select(below.c.session_id), select(literal(session_id, Uuid())))
+    statement = select(
+        func.count(Session.id),
+        func.coalesce(func.sum(Session.total_tokens), 0),
+        func.coalesce(func.sum(Session.total_cost), 0),
+    ).where(Session.id.in_(members))
+    count, tokens, cost = (await db.exec(statement)).one()
+    return SessionRollup(
+        session_id=session_id,
+        session_count=count,
+        total_tokens=int(tokens),
+        total_cost=to_money(cost if cost is not None else Decimal(0)),
+    )

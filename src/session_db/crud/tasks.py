@@ -1,0 +1,334 @@
+"""Task plans (seed 002): groups, tasks, dependencies, progress and readiness.
+
+A task under a parent takes the parent's session, `level + 1`, the parent's root and
+the parent's path plus its own id. Progress is recomputed from the tasks themselves
+after every change, for the task's group and for the session: counters never drift.
+"""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, func, or_
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db.crud._base import (
+    DEFAULT_LIMIT,
+    apply_update,
+    build_row,
+    coerce_input,
+    enum_filter,
+    get_or_raise,
+    paginate,
+    remove,
+    save,
+    translating_errors,
+)
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError
+from session_db.models import (
+    Session,
+    Task,
+    TaskCreate,
+    TaskDependency,
+    TaskGroup,
+    TaskGroupCreate,
+    TaskGroupUpdate,
+    TaskStatus,
+    TaskUpdate,
+)
+from session_db.models.base import utcnow
+
+TASK = "task"
+GROUP = "task_group"
+# Finished tasks: they count as done for progress and for the tasks that wait on them.
+DONE = (TaskStatus.COMPLETED, TaskStatus.SKIPPED)
+
+
+@translating_errors(GROUP)
+async def create_task_group(
+    db: AsyncSession, data: TaskGroupCreate | Mapping[str, Any]
+) -> TaskGroup:
+    """Create a task group; a nested group takes its parent's level + 1.
+
+    Raises:
+        ConflictError: The session already has a group of this name.
+        InvalidInputError: The parent group belongs to another session.
+    """
+    group_in = coerce_input(TaskGroupCreate, data, GROUP)
+    derived: dict[str, Any] = {}
+    if group_in.parent_group_id is not None:
+        parent = await get_or_raise(db, TaskGroup, group_in.parent_group_id, GROUP)
+        if parent.session_id != group_in.session_id:
+            raise InvalidInputError(GROUP, "parent_group_id", "belongs to another session")
+        derived["group_level"] = parent.group_level + 1
+    return await save(db, build_row(TaskGroup, group_in, GROUP, **derived), GROUP)
+
+
+@translating_errors(GROUP)
+async def get_task_group(db: AsyncSession, group_id: uuid.UUID) -> TaskGroup:
+    """Return the group with this id, or raise NotFoundError."""
+    return await get_or_raise(db, TaskGroup, group_id, GROUP)
+
+
+@translating_errors(GROUP)
+async def list_task_groups(db: AsyncSession, session_id: uuid.UUID) -> list[TaskGroup]:
+    """Return a session's groups in plan order."""
+    statement = (
+        select(TaskGroup)
+        .where(TaskGroup.session_id == session_id)
+        .order_by(TaskGroup.position_in_session, TaskGroup.group_name)
+    )
+    return list((await db.exec(statement)).all())
+
+
+@translating_errors(GROUP)
+async def update_task_group(
+    db: AsyncSession, group_id: uuid.UUID, data: TaskGroupUpdate | Mapping[str, Any]
+) -> TaskGroup:
+    """Change the fields the caller set; counts and progress follow the tasks."""
+    changes = coerce_input(TaskGroupUpdate, data, GROUP)
+    group = await get_or_raise(db, TaskGroup, group_id, GROUP)
+    apply_update(group, changes, GROUP)
+    return await save(db, group, GROUP)
+
+
+@translating_errors(GROUP)
+async def delete_task_group(db: AsyncSession, group_id: uuid.UUID) -> None:
+    """Delete a group (and its nested groups); its tasks stay, ungrouped."""
+    group = await get_or_raise(db, TaskGroup, group_id, GROUP)
+    await remove(db, group, GROUP)
+
+
+@translating_errors(TASK)
+async def create_task(db: AsyncSession, data: TaskCreate | Mapping[str, Any]) -> Task:
+    """Create a task, deriving its level, root and hierarchy path, and roll progress up.
+
+    Raises:
+        NotFoundError: The session, group or parent task does not exist.
+        InvalidInputError: The group or parent task belongs to another session.
+    """
+    task_in = coerce_input(TaskCreate, data, TASK)
+    await get_or_raise(db, Session, task_in.session_id, "session")
+    if task_in.group_id is not None:
+        group = await get_or_raise(db, TaskGroup, task_in.group_id, GROUP)
+        if group.session_id != task_in.session_id:
+            raise InvalidInputError(TASK, "group_id", "belongs to another session")
+    task_id = uuid.uuid4()
+    derived: dict[str, Any] = {"id": task_id, "hierarchy_path": f"/{task_id}"}
+    if task_in.parent_task_id is not None:
+        parent = await get_or_raise(db, Task, task_in.parent_task_id, TASK)
+        if parent.session_id != task_in.session_id:
+            raise InvalidInputError(TASK, "parent_task_id", "belongs to another session")
+        derived.update(
+            level=parent.level + 1,
+            root_task_id=parent.root_task_id or parent.id,
+            hierarchy_path=f"{parent.hierarchy_path}/{task_id}",
+        )
+    task = await save(db, build_row(Task, task_in, TASK, **derived), TASK)
+    await _refresh_progress(db, task.session_id, {task.group_id})
+    return task
+
+
+@translating_errors(TASK)
+async def get_task(db: AsyncSession, task_id: uuid.UUID) -> Task:
+    """Return the task with this id, or raise NotFoundError."""
+    return await get_or_raise(db, Task, task_id, TASK)
+
+
+@translating_errors(TASK)
+async def list_tasks(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    *,
+    group_id: uuid.UUID | None = None,
+    status: TaskStatus | str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> list[Task]:
+    """Return a session's tasks in hierarchy order (a parent before its subtasks)."""
+    statement = select(Task).where(Task.session_id == session_id)
+    if group_id is not None:
+        statement = statement.where(Task.group_id == group_id)
+    if (value := enum_filter(TaskStatus, status, TASK, "status")) is not None:
+        statement = statement.where(Task.status == value)
+    statement = statement.order_by(Task.position_in_group, Task.hierarchy_path)
+    return list((await db.exec(paginate(statement, limit, offset))).all())
+
+
+@translating_errors(TASK)
+async def update_task(
+    db: AsyncSession, task_id: uuid.UUID, data: TaskUpdate | Mapping[str, Any]
+) -> Task:
+    """Change the fields the caller set; status changes stamp times and roll progress up.
+
+    Completing a task sets its progress to 100 and `completed_at` (unless given); starting
+    one sets `started_at`.
+    """
+    changes = coerce_input(TaskUpdate, data, TASK)
+    task = await get_or_raise(db, Task, task_id, TASK)
+    old_group = task.group_id
+    if changes.group_id is not None and changes.group_id != old_group:
+        group = await get_or_raise(db, TaskGroup, changes.group_id, GROUP)
+        if group.session_id != task.session_id:
+            raise InvalidInputError(TASK, "group_id", "belongs to another session")
+    changed = apply_update(task, changes, TASK)
+    if "status" in changed:
+        now = utcnow()
+        if task.status in DONE:
+            task.progress_percentage = 100.0
+            if "completed_at" not in changed:
+                task.completed_at = task.completed_at or now
+        elif task.status == TaskStatus.IN_PROGRESS and task.started_at is None:
+            task.started_at = now
+    await save(db, task, TASK)
+    await _refresh_progress(db, task.session_id, {old_group, task.group_id})
+    return task
+
+
+@translating_errors(TASK)
+async def delete_task(db: AsyncSession, task_id: uuid.UUID) -> None:
+    """Delete a task, its subtasks and its dependency edges, and roll progress up."""
+    task = await get_or_raise(db, Task, task_id, TASK)
+    session_id = task.session_id
+    groups_below = select(Task.group_id).where(
+        or_(
+            Task.id == task_id,
+            Task.root_task_id == task_id,
+            Task.hierarchy_path.startswith(f"{task.hierarchy_path}/"),
+        )
+    )
+    groups = set((await db.exec(groups_below)).all())
+    await remove(db, task, TASK)
+    await _refresh_progress(db, session_id, groups)
+
+
+async def _refresh_progress(
+    db: AsyncSession, session_id: uuid.UUID, group_ids: set[uuid.UUID | None]
+) -> None:
+    """Recount total and completed tasks for some groups and for the session."""
+
+    def counts(*conditions: Any) -> Any:
+        return select(
+            func.count(Task.id),
+            func.count(Task.id).filter(Task.status.in_(DONE)),
+        ).where(*conditions)
+
+    for group_id in group_ids - {None}:
+        group = await db.get(TaskGroup, group_id)
+        if group is None:
+            continue
+        total, done = (await db.exec(counts(Task.group_id == group_id))).one()
+        group.total_tasks, group.completed_tasks = total, done
+        group.progress_percentage = _percent(done, total)
+        db.add(group)
+    session = await get_or_raise(db, Session, session_id, "session")
+    total, done = (await db.exec(counts(Task.session_id == session_id))).one()
+    session.total_tasks, session.completed_tasks = total, done
+    session.progress_percentage = _percent(done, total)
+    db.add(session)
+    await db.flush()
+
+
+def _percent(done: int, total: int) -> float:
+    return round(100.0 * done / total, 2) if total else 0.0
+
+
+@translating_errors(TASK)
+async def add_task_dependency(
+    db: AsyncSession, task_id: uuid.UUID, depends_on_task_id: uuid.UUID
+) -> TaskDependency:
+    """Record that `task_id` waits for `depends_on_task_id`.
+
+    Raises:
+        InvalidInputError: The tasks are the same, in different sessions, or the edge
+            would make a cycle.
+        ConflictError: The dependency exists already.
+        NotFoundError: Either task does not exist.
+    """
+    if task_id == depends_on_task_id:
+        raise InvalidInputError(TASK, "depends_on_task_id", "a task cannot depend on itself")
+    locked = select(Task).where(Task.id.in_([task_id, depends_on_task_id])).order_by(Task.id)
+    tasks = {t.id: t for t in (await db.exec(locked.with_for_update())).all()}
+    for wanted in (task_id, depends_on_task_id):
+        if wanted not in tasks:
+            raise NotFoundError(TASK, wanted)
+    if tasks[task_id].session_id != tasks[depends_on_task_id].session_id:
+        raise InvalidInputError(TASK, "depends_on_task_id", "belongs to another session")
+    if task_id in await _prerequisites(db, depends_on_task_id):
+        raise InvalidInputError(TASK, "depends_on_task_id", "the dependency would make a cycle")
+    edge = TaskDependency(task_id=task_id, depends_on_task_id=depends_on_task_id)
+    try:
+        return await save(db, edge, "task_dependency")
+    except ConflictError:
+        raise ConflictError(
+            "task_dependency",
+            "depends_on_task_id",
+            f"task {task_id} already depends on {depends_on_task_id}",
+        ) from None
+
+
+async def _prerequisites(db: AsyncSession, task_id: uuid.UUID) -> set[uuid.UUID]:
+    """Every task `task_id` waits for, directly or through others."""
+    # UNION (not UNION ALL) over ids alone ends by itself, even on a cycle.
+    base = select(TaskDependency.depends_on_task_id.label("task_id"))
+    cte = base.where(TaskDependency.task_id == task_id).cte("prerequisites", recursive=True)
+    step = select(TaskDependency.depends_on_task_id).join(
+        cte, TaskDependency.task_id == cte.c.task_id
+    )
+    cte = cte.union(step)
+    return set((await db.exec(select(cte.c.task_id))).all())
+
+
+@translating_errors(TASK)
+async def remove_task_dependency(
+    db: AsyncSession, task_id: uuid.UUID, depends_on_task_id: uuid.UUID
+) -> None:
+    """Remove a dependency, or raise NotFoundError if there is none."""
+    edge = await db.get(TaskDependency, (task_id, depends_on_task_id))
+    if edge is None:
+        raise NotFoundError("task_dependency", f"{task_id} -> {depends_on_task_id}")
+    await remove(db, edge, "task_dependency")
+
+
+@translating_errors(TASK)
+async def get_task_dependencies(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
+    """Return the tasks `task_id` waits for directly."""
+    statement = (
+        select(Task)
+        .join(TaskDependency, TaskDependency.depends_on_task_id == Task.id)
+        .where(TaskDependency.task_id == task_id)
+        .order_by(Task.hierarchy_path)
+    )
+    return list((await db.exec(statement)).all())
+
+
+@translating_errors(TASK)
+async def get_blocked_tasks(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
+    """Return the tasks that wait for `task_id` directly (seed 002's `blocks`)."""
+    statement = (
+        select(Task)
+        .join(TaskDependency, TaskDependency.task_id == Task.id)
+        .where(TaskDependency.depends_on_task_id == task_id)
+        .order_by(Task.hierarchy_path)
+    )
+    return list((await db.exec(statement)).all())
+
+
+@translating_errors(TASK)
+async def list_ready_tasks(db: AsyncSession, session_id: uuid.UUID) -> list[Task]:
+    """Return the session's pending tasks whose dependencies are all completed or skipped."""
+    prerequisite = Task.__table__.alias("prerequisite")  # type: ignore[attr-defined]
+    unfinished = (
+        select(TaskDependency.task_id)
+        .join(prerequisite, prerequisite.c.id == TaskDependency.depends_on_task_id)
+        .where(and_(TaskDependency.task_id == Task.id, prerequisite.c.status.not_in(DONE)))
+    )
+    statement = (
+        select(Task)
+        .where(
+            Task.session_id == session_id, Task.status == TaskStatus.PENDING, ~unfinished.exists()
+        )
+        .order_by(Task.position_in_group, Task.hierarchy_path)
+    )
+    return list((await db.exec(statement)).all())
