@@ -252,7 +252,24 @@ async def get_children(
 ) -> list[RelatedSession]:
     """Return the sessions linked directly below `session_id` (any type unless given)."""
     kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
-    return await _reachable(db, session_id, kind, down=True, max_depth=1)
+    # A plain indexed join, not the recursive walk: the planner cannot size a recursive
+    # CTE and would scan whole tables for what one index lookup per child answers.
+    statement = (
+        select(Session, SessionRelationship)
+        .join(SessionRelationship, SessionRelationship.child_session_id == Session.id)
+        .where(SessionRelationship.parent_session_id == session_id)
+        .order_by(SessionRelationship.created_at, Session.id)
+    )
+    if kind is not None:
+        statement = statement.where(SessionRelationship.relationship_type == kind)
+    return [
+        RelatedSession(
+            session=SessionRead.model_validate(child),
+            relationship=SessionRelationshipRead.model_validate(edge),
+            depth=1,
+        )
+        for child, edge in (await db.exec(statement)).all()
+    ]
 
 
 @translating_errors(ENTITY)
