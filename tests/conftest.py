@@ -197,6 +197,27 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+@pytest.fixture
+async def default_database(
+    db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[URL]:
+    """Point SESSION_DB_URL at the test database, so calls without an engine use it."""
+    from session_db import database
+
+    monkeypatch.chdir(tmp_path)  # away from any developer .env
+    monkeypatch.setenv("SESSION_DB_URL", db_url.render_as_string(hide_password=False))
+    monkeypatch.delenv("SESSION_DB_ALLOW_RESET", raising=False)
+    await database.dispose_engine()
+    try:
+        yield db_url
+    finally:
+        await database.dispose_engine()
+        if db_url.get_backend_name() == "postgresql":
+            cleaner = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
+            await truncate_all(cleaner)
+            await cleaner.dispose()
+
+
 def run_python(
     *args: str, env_changes: dict[str, str] | None = None, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

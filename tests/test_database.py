@@ -1,19 +1,17 @@
 """init_db, get_async_session and reset_db behave as seed 001 shows, on both engines."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings, truncate_all
+from conftest import isolated_settings
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
-from sqlalchemy.pool import NullPool
 
 from session_db import database
 from session_db.database import create_engine, get_async_session, init_db, reset_db
@@ -22,24 +20,7 @@ from session_db.migrate import current_revision, head_revision
 from session_db.models import Agent, AgentLog, Project, Session
 
 
-@pytest.fixture
-async def default_engine_on(
-    db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[URL]:
-    """Point SESSION_DB_URL at the test database, so the no-argument calls use it."""
-    monkeypatch.chdir(tmp_path)  # away from any developer .env
-    monkeypatch.setenv("SESSION_DB_URL", db_url.render_as_string(hide_password=False))
-    monkeypatch.delenv("SESSION_DB_ALLOW_RESET", raising=False)
-    await database.dispose_engine()
-    yield db_url
-    await database.dispose_engine()
-    if db_url.get_backend_name() == "postgresql":
-        cleaner = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
-        await truncate_all(cleaner)
-        await cleaner.dispose()
-
-
-async def test_seed_001_usage_runs_on_the_default_engine(default_engine_on: URL) -> None:
+async def test_seed_001_usage_runs_on_the_default_engine(default_database: URL) -> None:
     await init_db()
     async with get_async_session() as db:
         session = Session(
@@ -104,7 +85,7 @@ async def test_session_scope_rolls_back_on_error(engine: AsyncEngine) -> None:
         assert (await db.exec(select(func.count()).select_from(Project))).one()[0] == 0
 
 
-async def test_reset_db_refuses_without_an_explicit_request(default_engine_on: URL) -> None:
+async def test_reset_db_refuses_without_an_explicit_request(default_database: URL) -> None:
     async with get_async_session() as db:
         db.add(Project(name="precious", root_path="/precious"))
     with pytest.raises(ResetRefusedError, match="confirm=True"):
@@ -114,7 +95,7 @@ async def test_reset_db_refuses_without_an_explicit_request(default_engine_on: U
 
 
 async def test_reset_db_with_confirm_deletes_everything_and_stays_at_head(
-    default_engine_on: URL,
+    default_database: URL,
 ) -> None:
     async with get_async_session() as db:
         db.add(Project(name="doomed", root_path="/doomed"))
@@ -125,7 +106,7 @@ async def test_reset_db_with_confirm_deletes_everything_and_stays_at_head(
 
 
 async def test_reset_db_as_seed_001_writes_it_when_the_setting_allows(
-    default_engine_on: URL, monkeypatch: pytest.MonkeyPatch
+    default_database: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SESSION_DB_ALLOW_RESET", "true")
     async with get_async_session() as db:
