@@ -244,3 +244,34 @@ def order_column(
     if order_by not in allowed:
         raise InvalidInputError(entity, "order_by", f"must be one of {', '.join(allowed)}")
     return getattr(table, order_by)
+
+
+async def create_row(
+    db: AsyncSession,
+    table: type[RowT],
+    model: type[InputT],
+    data: InputT | Mapping[str, Any],
+    entity: str,
+) -> RowT:
+    """Validate `data` as `model`, build a `table` row from it and save it."""
+    return await save(db, build_row(table, coerce_input(model, data, entity), entity), entity)
+
+
+async def update_row(
+    db: AsyncSession,
+    table: type[RowT],
+    row_id: Any,
+    model: type[InputT],
+    data: InputT | Mapping[str, Any],
+    entity: str,
+) -> RowT:
+    """Apply the fields set in `data` (validated as `model`) to the row `row_id` and save it."""
+    changes = coerce_input(model, data, entity)
+    row = await get_or_raise(db, table, row_id, entity)
+    apply_update(row, changes, entity)
+    return await save(db, row, entity)
+
+
+async def delete_row(db: AsyncSession, table: type[SQLModel], row_id: Any, entity: str) -> None:
+    """Delete the row `row_id`, or raise NotFoundError."""
+    await remove(db, await get_or_raise(db, table, row_id, entity), entity)

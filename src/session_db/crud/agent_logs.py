@@ -11,15 +11,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
-    apply_update,
-    build_row,
-    coerce_input,
+    create_row,
+    delete_row,
     enum_filter,
     get_or_raise,
     paginate,
-    remove,
-    save,
     translating_errors,
+    update_row,
 )
 from session_db.models import AgentLog, AgentLogCreate, AgentLogUpdate, EventCategory
 
@@ -34,8 +32,7 @@ async def create_agent_log(db: AsyncSession, data: AgentLogCreate | Mapping[str,
         NotFoundError: `session_id`, `agent_id` or `parent_session_id` names no row.
         InvalidInputError: A field is missing or invalid.
     """
-    log_in = coerce_input(AgentLogCreate, data, ENTITY)
-    return await save(db, build_row(AgentLog, log_in, ENTITY), ENTITY)
+    return await create_row(db, AgentLog, AgentLogCreate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -127,13 +124,10 @@ async def update_agent_log(
     db: AsyncSession, log_id: uuid.UUID, data: AgentLogUpdate | Mapping[str, Any]
 ) -> AgentLog:
     """Complete an event with what arrived later (its summary, the tool's output)."""
-    changes = coerce_input(AgentLogUpdate, data, ENTITY)
-    log = await get_or_raise(db, AgentLog, log_id, ENTITY)
-    apply_update(log, changes, ENTITY)
-    return await save(db, log, ENTITY)
+    return await update_row(db, AgentLog, log_id, AgentLogUpdate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
 async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
     """Delete one event."""
-    await remove(db, await get_or_raise(db, AgentLog, log_id, ENTITY), ENTITY)
+    await delete_row(db, AgentLog, log_id, ENTITY)

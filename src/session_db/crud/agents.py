@@ -9,15 +9,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
-    apply_update,
-    build_row,
-    coerce_input,
+    create_row,
+    delete_row,
     enum_filter,
     get_or_raise,
     paginate,
-    remove,
-    save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import NotFoundError
 from session_db.models import Agent, AgentCreate, AgentStatus, AgentUpdate
@@ -33,8 +31,7 @@ async def create_agent(db: AsyncSession, data: AgentCreate | Mapping[str, Any]) 
         NotFoundError: `session_id` names no session.
         InvalidInputError: A field is missing or invalid.
     """
-    agent_in = coerce_input(AgentCreate, data, ENTITY)
-    return await save(db, build_row(Agent, agent_in, ENTITY), ENTITY)
+    return await create_row(db, Agent, AgentCreate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -84,13 +81,10 @@ async def update_agent(
     db: AsyncSession, agent_id: uuid.UUID, data: AgentUpdate | Mapping[str, Any]
 ) -> Agent:
     """Change the fields the caller set (status, SDK session id, tokens, cost, ...)."""
-    changes = coerce_input(AgentUpdate, data, ENTITY)
-    agent = await get_or_raise(db, Agent, agent_id, ENTITY)
-    apply_update(agent, changes, ENTITY)
-    return await save(db, agent, ENTITY)
+    return await update_row(db, Agent, agent_id, AgentUpdate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
 async def delete_agent(db: AsyncSession, agent_id: uuid.UUID) -> None:
     """Delete an agent run; its logged events stay, with no agent."""
-    await remove(db, await get_or_raise(db, Agent, agent_id, ENTITY), ENTITY)
+    await delete_row(db, Agent, agent_id, ENTITY)

@@ -8,13 +8,14 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
-    apply_update,
     build_row,
-    coerce_input,
+    create_row,
+    delete_row,
     get_or_raise,
     remove,
     save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import NotFoundError
 from session_db.models import (
@@ -37,8 +38,7 @@ async def create_session_mode(
     Raises:
         ConflictError: A mode is registered for this `yaml_file_path` already.
     """
-    mode_in = coerce_input(SessionModeCreate, data, ENTITY)
-    return await save(db, build_row(SessionMode, mode_in, ENTITY), ENTITY)
+    return await create_row(db, SessionMode, SessionModeCreate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -59,16 +59,13 @@ async def update_session_mode(
     db: AsyncSession, mode_id: uuid.UUID, data: SessionModeUpdate | Mapping[str, Any]
 ) -> SessionMode:
     """Change the fields the caller set (after re-reading or re-validating the YAML)."""
-    changes = coerce_input(SessionModeUpdate, data, ENTITY)
-    mode = await get_or_raise(db, SessionMode, mode_id, ENTITY)
-    apply_update(mode, changes, ENTITY)
-    return await save(db, mode, ENTITY)
+    return await update_row(db, SessionMode, mode_id, SessionModeUpdate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
 async def delete_session_mode(db: AsyncSession, mode_id: uuid.UUID) -> None:
     """Delete a mode and its bindings."""
-    await remove(db, await get_or_raise(db, SessionMode, mode_id, ENTITY), ENTITY)
+    await delete_row(db, SessionMode, mode_id, ENTITY)
 
 
 @translating_errors(BINDING)

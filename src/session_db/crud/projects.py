@@ -10,14 +10,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
-    apply_update,
-    build_row,
-    coerce_input,
+    create_row,
+    delete_row,
     get_or_raise,
     paginate,
-    remove,
-    save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import NotFoundError
 from session_db.models import Project, ProjectCreate, ProjectUpdate
@@ -33,8 +31,7 @@ async def create_project(db: AsyncSession, data: ProjectCreate | Mapping[str, An
         ConflictError: Another project has the same `root_path`.
         InvalidInputError: A field is missing or invalid.
     """
-    project_in = coerce_input(ProjectCreate, data, ENTITY)
-    return await save(db, build_row(Project, project_in, ENTITY), ENTITY)
+    return await create_row(db, Project, ProjectCreate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -72,13 +69,10 @@ async def update_project(
     db: AsyncSession, project_id: uuid.UUID, data: ProjectUpdate | Mapping[str, Any]
 ) -> Project:
     """Change the fields the caller set; raise NotFoundError if there is no such project."""
-    changes = coerce_input(ProjectUpdate, data, ENTITY)
-    project = await get_or_raise(db, Project, project_id, ENTITY)
-    apply_update(project, changes, ENTITY)
-    return await save(db, project, ENTITY)
+    return await update_row(db, Project, project_id, ProjectUpdate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
 async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
     """Delete a project; its sessions stay, detached (project_id becomes NULL)."""
-    await remove(db, await get_or_raise(db, Project, project_id, ENTITY), ENTITY)
+    await delete_row(db, Project, project_id, ENTITY)

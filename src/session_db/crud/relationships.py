@@ -14,7 +14,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
-    apply_update,
     build_row,
     coerce_input,
     enum_filter,
@@ -22,6 +21,7 @@ from session_db.crud._base import (
     remove,
     save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.models import (
@@ -216,10 +216,9 @@ async def update_relationship(
     data: SessionRelationshipUpdate | Mapping[str, Any],
 ) -> SessionRelationship:
     """Complete or annotate an edge (completed_at, spawn reason, metadata)."""
-    changes = coerce_input(SessionRelationshipUpdate, data, ENTITY)
-    edge = await get_or_raise(db, SessionRelationship, relationship_id, ENTITY)
-    apply_update(edge, changes, ENTITY)
-    return await save(db, edge, ENTITY)
+    return await update_row(
+        db, SessionRelationship, relationship_id, SessionRelationshipUpdate, data, ENTITY
+    )
 
 
 @translating_errors(ENTITY)

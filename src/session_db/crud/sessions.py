@@ -15,11 +15,11 @@ from session_db.crud._base import (
     apply_update,
     build_row,
     coerce_input,
+    delete_row,
     enum_filter,
     get_or_raise,
     order_column,
     paginate,
-    remove,
     save,
     translating_errors,
 )
@@ -195,4 +195,4 @@ async def update_session(
 @translating_errors(ENTITY)
 async def delete_session(db: AsyncSession, session_id: uuid.UUID) -> None:
     """Delete a session and everything it owns (agents, logs, threads, tasks, edges)."""
-    await remove(db, await get_or_raise(db, Session, session_id, ENTITY), ENTITY)
+    await delete_row(db, Session, session_id, ENTITY)

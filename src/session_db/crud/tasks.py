@@ -24,6 +24,7 @@ from session_db.crud._base import (
     remove,
     save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
@@ -87,10 +88,7 @@ async def update_task_group(
     db: AsyncSession, group_id: uuid.UUID, data: TaskGroupUpdate | Mapping[str, Any]
 ) -> TaskGroup:
     """Change the fields the caller set; counts and progress follow the tasks."""
-    changes = coerce_input(TaskGroupUpdate, data, GROUP)
-    group = await get_or_raise(db, TaskGroup, group_id, GROUP)
-    apply_update(group, changes, GROUP)
-    return await save(db, group, GROUP)
+    return await update_row(db, TaskGroup, group_id, TaskGroupUpdate, data, GROUP)
 
 
 @translating_errors(GROUP)

@@ -9,15 +9,16 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
-    apply_update,
     build_row,
     coerce_input,
+    create_row,
+    delete_row,
     enum_filter,
     get_or_raise,
     paginate,
-    remove,
     save,
     translating_errors,
+    update_row,
 )
 from session_db.errors import NotFoundError
 from session_db.models import (
@@ -44,8 +45,7 @@ async def create_thread(db: AsyncSession, data: ThreadCreate | Mapping[str, Any]
     Raises:
         NotFoundError: `session_id` names no session.
     """
-    thread_in = coerce_input(ThreadCreate, data, ENTITY)
-    return await save(db, build_row(Thread, thread_in, ENTITY), ENTITY)
+    return await create_row(db, Thread, ThreadCreate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -83,10 +83,7 @@ async def update_thread(
     db: AsyncSession, thread_id: uuid.UUID, data: ThreadUpdate | Mapping[str, Any]
 ) -> Thread:
     """Rename a thread or change its status."""
-    changes = coerce_input(ThreadUpdate, data, ENTITY)
-    thread = await get_or_raise(db, Thread, thread_id, ENTITY)
-    apply_update(thread, changes, ENTITY)
-    return await save(db, thread, ENTITY)
+    return await update_row(db, Thread, thread_id, ThreadUpdate, data, ENTITY)
 
 
 @translating_errors(ENTITY)
@@ -100,7 +97,7 @@ async def update_thread_timestamp(db: AsyncSession, thread_id: uuid.UUID) -> Thr
 @translating_errors(ENTITY)
 async def delete_thread(db: AsyncSession, thread_id: uuid.UUID) -> None:
     """Delete a thread and all its messages."""
-    await remove(db, await get_or_raise(db, Thread, thread_id, ENTITY), ENTITY)
+    await delete_row(db, Thread, thread_id, ENTITY)
 
 
 @translating_errors(MESSAGE)
@@ -160,7 +157,4 @@ async def update_thread_message(
     db: AsyncSession, message_id: uuid.UUID, data: ThreadMessageUpdate | Mapping[str, Any]
 ) -> ThreadMessage:
     """Correct a message's text; its place in the thread does not change."""
-    changes = coerce_input(ThreadMessageUpdate, data, MESSAGE)
-    message = await get_or_raise(db, ThreadMessage, message_id, MESSAGE)
-    apply_update(message, changes, MESSAGE)
-    return await save(db, message, MESSAGE)
+    return await update_row(db, ThreadMessage, message_id, ThreadMessageUpdate, data, MESSAGE)
