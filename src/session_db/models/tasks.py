@@ -8,7 +8,7 @@ is the same edge read the other way, so it is not stored twice.
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Optional
+from typing import Any, Optional
 
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship
@@ -21,6 +21,7 @@ from session_db.models.base import (
     created_at_field,
     enum_field,
     id_field,
+    json_field,
     text_field,
     timestamp_field,
     updated_at_field,
@@ -54,6 +55,10 @@ class TaskGroupBase(Base):
     estimated_effort: int = count_field()
     priority: int = Field(default=3, ge=1, le=5, sa_column_kwargs={"server_default": "3"})
     markdown_section: str | None = text_field()
+    # The id the plan file gives it ("1" for a checkpoint, "1.1" for a group), the key
+    # the filesystem sync upserts on; plan fields with no column of their own.
+    plan_ref: str | None = Field(default=None, max_length=64)
+    group_metadata: dict[str, Any] = json_field()
 
 
 class TaskGroup(TaskGroupBase, table=True):
@@ -71,6 +76,7 @@ class TaskGroup(TaskGroupBase, table=True):
         check_range("completed_tasks", 0),
         check_range("progress_percentage", 0, 100),
         sa.CheckConstraint("completed_tasks <= total_tasks", name="completed_within_total"),
+        sa.Index(None, "session_id", "plan_ref", unique=True),
     )
 
     id: uuid.UUID = id_field()
@@ -101,6 +107,7 @@ class TaskGroupUpdate(Base):
     priority: int | None = Field(default=None, ge=1, le=5)
     position_in_session: int | None = Field(default=None, ge=0)
     markdown_section: str | None = None
+    group_metadata: dict[str, Any] | None = None
 
 
 class TaskGroupRead(TaskGroupBase):
@@ -148,6 +155,10 @@ class TaskBase(Base):
     )
     started_at: datetime | None = timestamp_field()
     completed_at: datetime | None = timestamp_field()
+    # The plan file's id ("1.1.1"), the key the filesystem sync upserts on; plan fields
+    # with no column of their own (file_path, context, actions).
+    plan_ref: str | None = Field(default=None, max_length=64)
+    task_metadata: dict[str, Any] = json_field()
 
 
 class Task(TaskBase, table=True):
@@ -166,6 +177,7 @@ class Task(TaskBase, table=True):
         sa.Index(None, "session_id", "hierarchy_path"),
         sa.Index(None, "session_id", "status"),
         sa.Index(None, "session_id", "group_id"),
+        sa.Index(None, "session_id", "plan_ref", unique=True),
     )
 
     id: uuid.UUID = id_field()
@@ -204,6 +216,7 @@ class TaskUpdate(Base):
     verification_status: str | None = Field(default=None, max_length=32)
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    task_metadata: dict[str, Any] | None = None
 
 
 class TaskRead(TaskBase):
