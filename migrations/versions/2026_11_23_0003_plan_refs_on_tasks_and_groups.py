@@ -1,9 +1,10 @@
-"""Tasks and task groups carry the plan file's ids, the filesystem sync's upsert key.
+"""Tasks and task groups carry the plan file's ids; sync state keeps a file fingerprint.
 
 `plan_ref` is "1" / "1.1" for groups and "1.1.1" for tasks in plan.json; a unique
 index per session (not a constraint: SQLite can add an index without copying the table,
 and ON CONFLICT can target it on both engines). The new JSON columns keep the plan's
-other fields; existing rows get an empty object.
+other fields; existing rows get an empty object. `sync_states.file_fingerprint` holds
+the files' (mtime, size), so an unchanged folder is skipped without being read.
 
 Revision ID: 0003
 Revises: 0002
@@ -23,6 +24,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "sync_states", sa.Column("file_fingerprint", sa.String(length=128), nullable=True)
+    )
     op.add_column("task_groups", sa.Column("plan_ref", sa.String(length=64), nullable=True))
     op.add_column(
         "task_groups",
@@ -55,6 +59,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("sync_states", "file_fingerprint")
     op.drop_index(op.f("ix_tasks_session_id_plan_ref"), table_name="tasks")
     op.drop_column("tasks", "task_metadata")
     op.drop_column("tasks", "plan_ref")

@@ -55,6 +55,8 @@ class SyncState(Base, table=True):
     session_dir: str = Field(max_length=1024, unique=True)
     sync_status: SyncStatus = enum_field(SyncStatus, SyncStatus.PENDING)
     content_hash: str | None = Field(default=None, max_length=128)
+    # (mtime, size) of the files, compared before reading them: the cheap skip.
+    file_fingerprint: str | None = Field(default=None, max_length=128)
     file_modified_at: datetime | None = timestamp_field()
     last_synced_at: datetime | None = timestamp_field()
     last_attempted_at: datetime | None = timestamp_field()
