@@ -98,7 +98,7 @@ async def test_timeline_orders_events_with_hierarchy_context(
     assert [e.event_type for e in entries] == ["SessionStart"] + ["PreToolUse"] * 5
     assert entries[0].relationship_type is None and entries[0].session_role == "main"
     assert {(e.spawn_reason, e.session_depth) for e in entries[1:]} == {("task_tool", 1)}
-    with pytest.raises(InvalidInputError, match="query.end"):
+    with pytest.raises(InvalidInputError, match=r"query\.end"):
         await crud.get_timeline(db, T0, T0)
 
 

@@ -5,13 +5,14 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
 from session_db.database import get_async_session
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
-from session_db.models import Session
+from session_db.models import Session, Task, TaskGroup, TaskStatus
 
 
 async def _sessions(db: AsyncSession, *slugs: str, **fields: object) -> dict[str, Session]:
@@ -201,7 +202,7 @@ async def test_subtasks_derive_level_root_and_path(db: AsyncSession, plan: dict)
     assert (grandchild.level, grandchild.root_task_id) == (2, plan["schema"])
     assert grandchild.hierarchy_path == f"/{plan['schema']}/{child.id}/{grandchild.id}"
     other = await crud.create_session(db, {"session_slug": "other"})
-    with pytest.raises(InvalidInputError, match="task.parent_task_id: belongs to another session"):
+    with pytest.raises(InvalidInputError, match=r"task\.parent_task_id: belongs to another"):
         await crud.create_task(
             db, {"session_id": other.id, "parent_task_id": child.id, "title": "stray"}
         )
@@ -292,7 +293,7 @@ async def test_modes_bind_to_sessions(db: AsyncSession) -> None:
     assert [m.mode_name for m in await crud.get_session_modes(db, session.id)] == ["dev"]
     with pytest.raises(ConflictError):
         await crud.bind_session_mode(db, session.id, mode.id)
-    with pytest.raises(NotFoundError, match="session_mode_binding.mode_id refers to"):
+    with pytest.raises(NotFoundError, match=r"session_mode_binding\.mode_id\ refers\ to"):
         await crud.bind_session_mode(db, session.id, uuid.uuid4())
     updated = await crud.update_session_mode(
         db, mode.id, {"is_valid": False, "validation_errors": ["bad"]}
@@ -302,3 +303,37 @@ async def test_modes_bind_to_sessions(db: AsyncSession) -> None:
     assert await crud.get_session_modes(db, session.id) == []
     await crud.delete_session_mode(db, mode.id)
     assert await crud.list_session_modes(db) == []
+
+
+async def test_a_group_counts_the_tasks_of_groups_nested_below_it(
+    db: AsyncSession, plan: dict
+) -> None:
+    nested = await crud.create_task_group(
+        db,
+        {
+            "session_id": plan["session"],
+            "group_name": "backend/db",
+            "parent_group_id": plan["backend"],
+        },
+    )
+    moved = await crud.update_task(
+        db, plan["schema"], {"group_id": nested.id, "status": "completed"}
+    )
+    assert moved.group_id == nested.id
+    parent = await crud.get_task_group(db, plan["backend"])
+    child = await crud.get_task_group(db, nested.id)
+    assert (child.total_tasks, child.completed_tasks) == (1, 1)
+    assert (parent.total_tasks, parent.completed_tasks, parent.progress_percentage) == (2, 1, 50.0)
+
+
+async def test_refresh_session_progress_repairs_counters_written_around_the_crud_layer(
+    db: AsyncSession, plan: dict
+) -> None:
+    await db.exec(update(Task).where(Task.id == plan["schema"]).values(status=TaskStatus.COMPLETED))
+    await crud.refresh_session_progress(db, plan["session"])
+    session = await crud.get_session(db, plan["session"])
+    group = await db.get(TaskGroup, plan["backend"], populate_existing=True)
+    assert (session.total_tasks, session.completed_tasks) == (3, 1)
+    assert group is not None and (group.total_tasks, group.completed_tasks) == (2, 1)
+    with pytest.raises(NotFoundError):
+        await crud.refresh_session_progress(db, uuid.uuid4())

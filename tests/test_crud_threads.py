@@ -56,7 +56,7 @@ async def test_delete_thread_takes_its_messages(db: AsyncSession, session_id: uu
 
 async def test_message_errors(db: AsyncSession, session_id: uuid.UUID) -> None:
     thread = await crud.create_thread(db, {"session_id": session_id, "name": "t"})
-    with pytest.raises(InvalidInputError, match="thread_message.role"):
+    with pytest.raises(InvalidInputError, match=r"thread_message\.role"):
         await crud.add_thread_message(db, thread.id, "robot", "beep")
     with pytest.raises(NotFoundError, match="thread with id="):
         await crud.add_thread_message(db, uuid.uuid4(), "user", "hello?")

@@ -45,6 +45,14 @@ class InvalidInputError(SessionDBError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class PathEscapeError(InvalidInputError):
+    """A session slug or folder that points outside its project's `agents/sessions/`."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__("session_dir", None, f"{path}: {problem}")
+
+
 class DatabaseError(SessionDBError):
     """The database failed in a way that is not the caller's input (a bug, a full disk)."""
 
@@ -91,7 +99,10 @@ def describe_integrity_error(error: BaseException) -> tuple[str, str | None, str
 
 
 def check_rule(constraint: str | None, table: str) -> str | None:
-    """Return the rule of a CHECK constraint's name: `ck_sessions_priority_range` → `priority_range`."""
+    """Return the rule a CHECK constraint's name carries.
+
+    `ck_sessions_priority_range` gives `priority_range`.
+    """
     if constraint is None:
         return None
     return constraint.removeprefix(f"ck_{table}_")

@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,6 +27,13 @@ from session_db.errors import (
     describe_integrity_error,
 )
 from session_db.models import metadata
+
+
+def upsert_insert(db: AsyncSession, table: type[SQLModel]) -> Any:
+    """An INSERT for `table` in the session's dialect, which offers `on_conflict_do_*`."""
+    dialect = db.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

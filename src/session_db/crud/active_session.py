@@ -3,11 +3,10 @@
 import uuid
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.crud._base import get_or_raise, translating_errors
+from session_db.crud._base import get_or_raise, translating_errors, upsert_insert
 from session_db.models import ActiveSession, Session
 from session_db.models.base import utcnow
 
@@ -24,15 +23,13 @@ async def set_active_session(
         NotFoundError: There is no such session.
     """
     await get_or_raise(db, Session, session_id, "session")
-    dialect = db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = {
         "id": 1,
         "session_id": session_id,
         "activated_at": utcnow(),
         "context_data": context_data,
     }
-    statement = insert(ActiveSession).values(**values)
+    statement = upsert_insert(db, ActiveSession).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=[ActiveSession.id],
         set_={name: statement.excluded[name] for name in values if name != "id"},

@@ -129,7 +129,8 @@ async def link_sessions(
     # Lock both ends, in a fixed order: two links made at once in opposite directions
     # then run one after the other, and the second sees the first and is refused.
     locked = select(Session).where(Session.id.in_([parent_id, child_id])).order_by(Session.id)
-    sessions = {s.id: s for s in (await db.exec(locked.with_for_update())).all()}
+    locked = locked.with_for_update().execution_options(populate_existing=True)
+    sessions = {s.id: s for s in (await db.exec(locked)).all()}
     for session_id in (parent_id, child_id):
         if session_id not in sessions:
             raise NotFoundError("session", session_id)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -93,9 +93,10 @@ async def update_task_group(
 
 @translating_errors(GROUP)
 async def delete_task_group(db: AsyncSession, group_id: uuid.UUID) -> None:
-    """Delete a group (and its nested groups); its tasks stay, ungrouped."""
+    """Delete a group (and its nested groups); its tasks stay, ungrouped; progress is recounted."""
     group = await get_or_raise(db, TaskGroup, group_id, GROUP)
     await remove(db, group, GROUP)
+    await _refresh_progress(db, group.session_id)
 
 
 @translating_errors(TASK)
@@ -124,7 +125,7 @@ async def create_task(db: AsyncSession, data: TaskCreate | Mapping[str, Any]) ->
             hierarchy_path=f"{parent.hierarchy_path}/{task_id}",
         )
     task = await save(db, build_row(Task, task_in, TASK, **derived), TASK)
-    await _refresh_progress(db, task.session_id, {task.group_id})
+    await _refresh_progress(db, task.session_id)
     return task
 
 
@@ -165,8 +166,7 @@ async def update_task(
     """
     changes = coerce_input(TaskUpdate, data, TASK)
     task = await get_or_raise(db, Task, task_id, TASK)
-    old_group = task.group_id
-    if changes.group_id is not None and changes.group_id != old_group:
+    if changes.group_id is not None and changes.group_id != task.group_id:
         group = await get_or_raise(db, TaskGroup, changes.group_id, GROUP)
         if group.session_id != task.session_id:
             raise InvalidInputError(TASK, "group_id", "belongs to another session")
@@ -180,7 +180,7 @@ async def update_task(
         elif task.status == TaskStatus.IN_PROGRESS and task.started_at is None:
             task.started_at = now
     await save(db, task, TASK)
-    await _refresh_progress(db, task.session_id, {old_group, task.group_id})
+    await _refresh_progress(db, task.session_id)
     return task
 
 
@@ -189,43 +189,66 @@ async def delete_task(db: AsyncSession, task_id: uuid.UUID) -> None:
     """Delete a task, its subtasks and its dependency edges, and roll progress up."""
     task = await get_or_raise(db, Task, task_id, TASK)
     session_id = task.session_id
-    groups_below = select(Task.group_id).where(
-        or_(
-            Task.id == task_id,
-            Task.root_task_id == task_id,
-            Task.hierarchy_path.startswith(f"{task.hierarchy_path}/"),
-        )
-    )
-    groups = set((await db.exec(groups_below)).all())
     await remove(db, task, TASK)
-    await _refresh_progress(db, session_id, groups)
+    await _refresh_progress(db, session_id)
 
 
-async def _refresh_progress(
-    db: AsyncSession, session_id: uuid.UUID, group_ids: set[uuid.UUID | None]
-) -> None:
-    """Recount total and completed tasks for some groups and for the session."""
+async def _refresh_progress(db: AsyncSession, session_id: uuid.UUID) -> None:
+    """Recount total and completed tasks for every group of a session and for the session.
 
-    def counts(*conditions: Any) -> Any:
-        return select(
-            func.count(Task.id),
-            func.count(Task.id).filter(Task.status.in_(DONE)),
-        ).where(*conditions)
+    A group counts its own tasks and those of the groups nested below it, so a plan
+    checkpoint shows the progress of all its groups.
+    """
+    own: dict[uuid.UUID | None, tuple[int, int]] = {
+        group_id: (total, done)
+        for group_id, total, done in (
+            await db.exec(
+                select(
+                    Task.group_id,
+                    func.count(Task.id),
+                    func.count(Task.id).filter(Task.status.in_(DONE)),
+                )
+                .where(Task.session_id == session_id)
+                .group_by(Task.group_id)
+            )
+        ).all()
+    }
+    groups = (await db.exec(select(TaskGroup).where(TaskGroup.session_id == session_id))).all()
+    children: dict[uuid.UUID | None, list[TaskGroup]] = {}
+    for group in groups:
+        children.setdefault(group.parent_group_id, []).append(group)
 
-    for group_id in group_ids - {None}:
-        group = await db.get(TaskGroup, group_id)
-        if group is None:
-            continue
-        total, done = (await db.exec(counts(Task.group_id == group_id))).one()
-        group.total_tasks, group.completed_tasks = total, done
-        group.progress_percentage = _percent(done, total)
-        db.add(group)
+    def subtree(group: TaskGroup, depth: int = 0) -> tuple[int, int]:
+        total, done = own.get(group.id, (0, 0))
+        if depth < 64:  # group nesting is acyclic by construction; the bound is a guard
+            for child in children.get(group.id, []):
+                child_total, child_done = subtree(child, depth + 1)
+                total, done = total + child_total, done + child_done
+        return total, done
+
+    for group in groups:
+        total, done = subtree(group)
+        if (group.total_tasks, group.completed_tasks) != (total, done):
+            group.total_tasks, group.completed_tasks = total, done
+            group.progress_percentage = _percent(done, total)
+            db.add(group)
     session = await get_or_raise(db, Session, session_id, "session")
-    total, done = (await db.exec(counts(Task.session_id == session_id))).one()
+    total = sum(count for count, _ in own.values())
+    done = sum(count for _, count in own.values())
     session.total_tasks, session.completed_tasks = total, done
     session.progress_percentage = _percent(done, total)
     db.add(session)
     await db.flush()
+
+
+@translating_errors(TASK)
+async def refresh_session_progress(db: AsyncSession, session_id: uuid.UUID) -> None:
+    """Recount task progress for a session and all its groups (after bulk task writes).
+
+    Raises:
+        NotFoundError: There is no such session.
+    """
+    await _refresh_progress(db, session_id)
 
 
 def _percent(done: int, total: int) -> float:
