@@ -6,6 +6,7 @@ caller's transaction stays usable.
 """
 
 import functools
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,6 +28,7 @@ from session_db.errors import (
     describe_integrity_error,
 )
 from session_db.models import metadata
+from session_db.models.base import utcnow
 
 
 def upsert_insert(db: AsyncSession, table: type[SQLModel]) -> Any:
@@ -283,3 +285,42 @@ async def update_row(
 async def delete_row(db: AsyncSession, table: type[SQLModel], row_id: Any, entity: str) -> None:
     """Delete the row `row_id`, or raise NotFoundError."""
     await remove(db, await get_or_raise(db, table, row_id, entity), entity)
+
+
+# Rows per multi-row statement: well under SQLite's 32,766 bound parameters.
+BULK_CHUNK = 500
+
+
+async def bulk_upsert(
+    db: AsyncSession,
+    table: type[SQLModel],
+    rows: list[dict[str, Any]],
+    key: list[Any],
+    *,
+    skip: set[str],
+) -> dict[Any, uuid.UUID]:
+    """Insert or update many rows, in chunks, with ON CONFLICT on `key`; flush nothing.
+
+    Args:
+        table: The table model.
+        rows: Column values per row, every row with the same keys (including `id`).
+        key: The columns of the unique constraint to upsert on.
+        skip: Columns an update must not change (besides `id`).
+
+    Returns:
+        {plan_ref: id} for tables with a `plan_ref` column, otherwise {id: id}.
+    """
+    written: dict[Any, uuid.UUID] = {}
+    columns = table.__table__.c  # type: ignore[attr-defined]
+    now = utcnow()
+    for start in range(0, len(rows), BULK_CHUNK):
+        chunk = [{**row, "updated_at": now} for row in rows[start : start + BULK_CHUNK]]
+        insert = upsert_insert(db, table).values(chunk)
+        updated = {name: insert.excluded[name] for name in chunk[0] if name not in skip | {"id"}}
+        ref = columns.plan_ref if "plan_ref" in columns else columns.id
+        statement = insert.on_conflict_do_update(index_elements=key, set_=updated).returning(
+            ref, columns.id
+        )
+        for ref_value, row_id in (await db.exec(statement)).all():
+            written[ref_value] = row_id
+    return written

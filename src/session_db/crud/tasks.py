@@ -213,7 +213,14 @@ async def _refresh_progress(db: AsyncSession, session_id: uuid.UUID) -> None:
             )
         ).all()
     }
-    groups = (await db.exec(select(TaskGroup).where(TaskGroup.session_id == session_id))).all()
+    # Fresh rows, not the identity map's copies: bulk writes may have changed them.
+    groups = (
+        await db.exec(
+            select(TaskGroup)
+            .where(TaskGroup.session_id == session_id)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
     children: dict[uuid.UUID | None, list[TaskGroup]] = {}
     for group in groups:
         children.setdefault(group.parent_group_id, []).append(group)
@@ -232,7 +239,9 @@ async def _refresh_progress(db: AsyncSession, session_id: uuid.UUID) -> None:
             group.total_tasks, group.completed_tasks = total, done
             group.progress_percentage = _percent(done, total)
             db.add(group)
-    session = await get_or_raise(db, Session, session_id, "session")
+    session = await db.get(Session, session_id, populate_existing=True)
+    if session is None:
+        raise NotFoundError("session", session_id)
     total = sum(count for count, _ in own.values())
     done = sum(count for _, count in own.values())
     session.total_tasks, session.completed_tasks = total, done

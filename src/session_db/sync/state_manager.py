@@ -1,0 +1,467 @@
+"""StateManager: reads and writes one session's `state.json`, the source of truth.
+
+It knows nothing about databases (seed 003): after every save it calls the injected
+`on_save_callback(session_dir)`, and whoever injected it (a SyncPool, usually) mirrors
+the folder into the database in the background.
+"""
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from session_db.sync.formats import (
+    PHASES,
+    STATE_FILE,
+    STATE_V2_SCHEMA,
+    FormatError,
+    Phase,
+    StateV2,
+    Status,
+    load_json,
+    parse_state,
+)
+
+logger = logging.getLogger(__name__)
+
+OnSave = Callable[[Path], object]
+
+_PHASE_ORDER = [*PHASES, Phase.COMPLETE.value]
+_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+class StateError(ValueError):
+    """A state change the workflow does not allow (a backward transition, say)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves the old file or the new one, never a mix.
+
+    The bytes go to a temporary file in the same folder (same filesystem, so the rename
+    is atomic), which is fsynced, renamed over `path`, and then the folder is fsynced so
+    the rename itself survives a power cut.
+    """
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 state as a version 2 document; every v1 key is kept as it was."""
+    state = parse_state(raw)
+    document = {"$schema": STATE_V2_SCHEMA, **raw}
+    document.update(
+        session_id=raw["session_id"],
+        current_phase=state.phase.value,
+        status=state.status.value,
+        phase_history={
+            name: value.isoformat().replace("+00:00", "Z") if value else None
+            for name, value in state.phase_history.items()
+        },
+    )
+    document.setdefault("session_type", None)
+    return document
+
+
+class StateManager:
+    """One session folder's `state.json`: load, change, save atomically, notify.
+
+    Every change method saves at once. The methods are safe to call from several
+    threads of one process; two processes writing one folder are not coordinated
+    (the last save wins, and each save is whole).
+    """
+
+    def __init__(self, session_dir: str | os.PathLike[str], on_save_callback: OnSave | None = None):
+        """Bind to a session folder; nothing is read until `load()` or a change.
+
+        Args:
+            session_dir: The session's folder, `agents/sessions/{slug}`.
+            on_save_callback: Called with `session_dir` after every save, even a failed
+                one; what it raises is logged and never breaks the save.
+        """
+        self.session_dir = Path(session_dir)
+        self.on_save_callback = on_save_callback
+        self._state: dict[str, Any] | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"StateManager({str(self.session_dir)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The `state.json` this manager reads and writes."""
+        return self.session_dir / STATE_FILE
+
+    @property
+    def slug(self) -> str:
+        """The session's slug: its folder name."""
+        return self.session_dir.name
+
+    @classmethod
+    def create(
+        cls,
+        session_dir: str | os.PathLike[str],
+        *,
+        topic: str,
+        description: str | None = None,
+        session_type: str = "full",
+        parent_session: str | None = None,
+        prior_session: str | None = None,
+        on_save_callback: OnSave | None = None,
+    ) -> "StateManager":
+        """Create the folder and a new version 2 state in the spec phase, and save it.
+
+        Raises:
+            FileExistsError: The folder already holds a state.json.
+            StateError: A field has a value the format does not allow.
+        """
+        manager = cls(session_dir, on_save_callback)
+        if manager.path.exists():
+            raise FileExistsError(f"{manager.path} already exists")
+        manager.session_dir.mkdir(parents=True, exist_ok=True)
+        now = _now()
+        manager._state = {
+            "$schema": STATE_V2_SCHEMA,
+            "session_id": manager.slug,
+            "topic": topic,
+            "description": description,
+            "session_type": session_type,
+            "created_at": now,
+            "updated_at": now,
+            "current_phase": Phase.SPEC.value,
+            "status": Status.ACTIVE.value,
+            "phase_history": {
+                f"{name}_{edge}_at": None for name in PHASES for edge in ("started", "completed")
+            },
+            "build_progress": {
+                "checkpoints_total": 0,
+                "checkpoints_completed": [],
+                "current_checkpoint": None,
+            },
+            "git": {"branch": None, "worktree": None, "base_branch": None},
+            "commits": [],
+            "artifacts": {"spec": "spec.md", "plan": "plan.json", "plan_readable": "plan.md"},
+            "parent_session": parent_session,
+            "prior_session": prior_session,
+            "plan_state": None,
+        }
+        manager._state["phase_history"]["spec_started_at"] = now
+        manager.save()
+        return manager
+
+    def load(self) -> dict[str, Any]:
+        """Read `state.json` (either version) and return a copy of it as version 2.
+
+        Raises:
+            FileNotFoundError: The folder has no state.json.
+            FormatError: The file is not a usable session state.
+        """
+        with self._lock:
+            raw = load_json(self.path.read_bytes(), STATE_FILE)
+            state = parse_state(raw)
+            self._state = raw if state.version == 2 else upgrade_v1(raw)
+            return self.state
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A deep copy of the current state (loaded on first use)."""
+        with self._lock:
+            return json.loads(json.dumps(self._loaded()))
+
+    @property
+    def phase(self) -> Phase:
+        """The current workflow phase."""
+        return Phase(self._loaded()["current_phase"])
+
+    def _loaded(self) -> dict[str, Any]:
+        if self._state is None:
+            self.load()
+        assert self._state is not None
+        return self._state
+
+    def save(self) -> None:
+        """Validate and write the state atomically, then call the callback.
+
+        Raises:
+            FormatError: The state would not be a valid version 2 file (nothing is written).
+            OSError: The file could not be written (the old file stays whole).
+        """
+        try:
+            with self._lock:
+                state = self._loaded()
+                state["updated_at"] = _now()
+                try:
+                    StateV2.model_validate(state)
+                except ValueError as error:
+                    raise FormatError(
+                        f"refusing to save an invalid {STATE_FILE}: {error}"
+                    ) from None
+                data = json.dumps(state, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+                write_atomically(self.path, data)
+        finally:
+            self._notify()
+
+    def _notify(self) -> None:
+        if self.on_save_callback is None:
+            return
+        try:
+            self.on_save_callback(self.session_dir)
+        except Exception:
+            # The file is the truth and it is saved; a sync that cannot be queued now
+            # is caught up by the next one.
+            logger.exception("on_save_callback failed for %s", self.session_dir)
+
+    def _change(self, apply: Callable[[dict[str, Any]], None]) -> None:
+        with self._lock:
+            state = self._loaded()
+            before = json.dumps(state)
+            try:
+                apply(state)
+                self.save()
+            except BaseException:
+                # Memory keeps matching the file: a refused change or a failed write
+                # leaves the state as it was.
+                self._state = json.loads(before)
+                raise
+
+    def transition_to(self, phase: Phase | str) -> None:
+        """Move to the next phase (spec → plan → build → docs → complete), stamping history.
+
+        Raises:
+            StateError: The phase is unknown, or is not the one after the current phase.
+        """
+        try:
+            target = Phase(phase)
+        except ValueError:
+            raise StateError(f"unknown phase {phase!r}; phases are {_PHASE_ORDER}") from None
+
+        def apply(state: dict[str, Any]) -> None:
+            current = state["current_phase"]
+            position = _PHASE_ORDER.index(current)
+            if position + 1 >= len(_PHASE_ORDER) or _PHASE_ORDER[position + 1] != target:
+                allowed = _PHASE_ORDER[position + 1] if position + 1 < len(_PHASE_ORDER) else None
+                raise StateError(
+                    f"cannot move {self.slug} from {current} to {target.value}: "
+                    + (f"the next phase is {allowed}" if allowed else "it is complete")
+                )
+            now = _now()
+            history = state.setdefault("phase_history", {})
+            history[f"{current}_completed_at"] = now
+            if target is Phase.COMPLETE:
+                state["status"] = Status.COMPLETE.value
+            else:
+                history[f"{target.value}_started_at"] = now
+            state["current_phase"] = target.value
+
+        self._change(apply)
+
+    def set_status(self, status: Status | str) -> None:
+        """Set the lifecycle status: active, paused or failed.
+
+        Raises:
+            StateError: The status is unknown, is `complete` (reached by
+                `transition_to("complete")`), or the session is already complete.
+        """
+        try:
+            target = Status(status)
+        except ValueError:
+            raise StateError(f"unknown status {status!r}; use active, paused or failed") from None
+        if target is Status.COMPLETE:
+            raise StateError("a session becomes complete by transition_to('complete')")
+
+        def apply(state: dict[str, Any]) -> None:
+            if state["current_phase"] == Phase.COMPLETE.value:
+                raise StateError(f"{self.slug} is complete; its status cannot change")
+            state["status"] = target.value
+
+        self._change(apply)
+
+    def set_checkpoints_total(self, total: int) -> None:
+        """Set how many build checkpoints the plan has.
+
+        Raises:
+            StateError: The total is negative or below the checkpoints already completed.
+        """
+
+        def apply(state: dict[str, Any]) -> None:
+            progress = _build_progress(state)
+            if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+                raise StateError(f"checkpoints_total must be a whole number ≥ 0, not {total!r}")
+            if total < len(progress["checkpoints_completed"]):
+                raise StateError(
+                    f"checkpoints_total {total} is below the "
+                    f"{len(progress['checkpoints_completed'])} checkpoints already completed"
+                )
+            progress["checkpoints_total"] = total
+
+        self._change(apply)
+
+    def start_checkpoint(self, checkpoint: int | str) -> None:
+        """Mark a checkpoint as the one being built.
+
+        Raises:
+            StateError: The session is not in the build phase, or the checkpoint is done.
+        """
+
+        def apply(state: dict[str, Any]) -> None:
+            progress = self._checkpoint_progress(state, checkpoint)
+            if _same_id(checkpoint, progress["checkpoints_completed"]):
+                raise StateError(f"checkpoint {checkpoint} is already completed")
+            progress["current_checkpoint"] = checkpoint
+
+        self._change(apply)
+
+    def complete_checkpoint(self, checkpoint: int | str) -> None:
+        """Mark a checkpoint as done (again is a no-op) and clear it as current.
+
+        Raises:
+            StateError: The session is not in the build phase, or this would complete
+                more checkpoints than the total.
+        """
+
+        def apply(state: dict[str, Any]) -> None:
+            progress = self._checkpoint_progress(state, checkpoint)
+            done = progress["checkpoints_completed"]
+            if not _same_id(checkpoint, done):
+                if len(done) >= progress["checkpoints_total"]:
+                    raise StateError(
+                        f"cannot complete checkpoint {checkpoint}: all "
+                        f"{progress['checkpoints_total']} checkpoints are already completed "
+                        "(set_checkpoints_total first)"
+                    )
+                done.append(checkpoint)
+            if str(progress.get("current_checkpoint")) == str(checkpoint):
+                progress["current_checkpoint"] = None
+
+        self._change(apply)
+
+    def _checkpoint_progress(self, state: dict[str, Any], checkpoint: int | str) -> dict[str, Any]:
+        if state["current_phase"] != Phase.BUILD.value:
+            raise StateError(
+                f"checkpoints belong to the build phase; {self.slug} is in {state['current_phase']}"
+            )
+        valid = isinstance(checkpoint, int | str) and not isinstance(checkpoint, bool)
+        if not valid or checkpoint == "":
+            raise StateError(
+                f"a checkpoint id is a number or a non-empty string, not {checkpoint!r}"
+            )
+        return _build_progress(state)
+
+    def record_commit(self, sha: str, message: str, checkpoint: int | str | None = None) -> None:
+        """Record a commit made during the session (a sha already recorded is a no-op).
+
+        Raises:
+            StateError: `sha` is not 7 to 64 hexadecimal characters.
+        """
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise StateError(f"a commit sha is 7 to 64 hexadecimal characters, not {sha!r}")
+
+        def apply(state: dict[str, Any]) -> None:
+            commits = state.setdefault("commits", [])
+            if any(commit.get("sha") == sha for commit in commits):
+                return
+            commits.append(
+                {"sha": sha, "message": message, "checkpoint": checkpoint, "created_at": _now()}
+            )
+
+        self._change(apply)
+
+    def set_git(
+        self,
+        *,
+        branch: str | None = None,
+        worktree: str | None = None,
+        base_branch: str | None = None,
+    ) -> None:
+        """Set the git branch, worktree or base branch; arguments left None stay as they are."""
+        changes = {"branch": branch, "worktree": worktree, "base_branch": base_branch}
+
+        def apply(state: dict[str, Any]) -> None:
+            git = state.get("git") or {}
+            git.update({name: value for name, value in changes.items() if value is not None})
+            state["git"] = git
+
+        self._change(apply)
+
+    def record_agent(
+        self,
+        agent_type: str,
+        *,
+        sdk_session_id: str | None = None,
+        status: str = "executing",
+        model: str | None = None,
+        checkpoint_id: int | None = None,
+    ) -> None:
+        """Record an agent run in the state's `agents` list, or update the one with this id.
+
+        The entry with the same `sdk_session_id` is updated (its start time kept);
+        without an id a new entry is always added. A status of complete or failed
+        stamps `completed_at`.
+
+        Raises:
+            FormatError: A value the format does not allow (nothing is saved).
+        """
+
+        def apply(state: dict[str, Any]) -> None:
+            agents = state.setdefault("agents", [])
+            entry = next(
+                (a for a in agents if sdk_session_id and a.get("sdk_session_id") == sdk_session_id),
+                None,
+            )
+            if entry is None:
+                entry = {
+                    "agent_type": agent_type,
+                    "sdk_session_id": sdk_session_id,
+                    "started_at": _now(),
+                    "completed_at": None,
+                }
+                agents.append(entry)
+            entry.update(
+                agent_type=agent_type,
+                status=status,
+                model=model or entry.get("model"),
+                checkpoint_id=checkpoint_id
+                if checkpoint_id is not None
+                else entry.get("checkpoint_id"),
+            )
+            if status in {"complete", "failed"}:
+                entry["completed_at"] = _now()
+
+        self._change(apply)
+
+
+def _build_progress(state: dict[str, Any]) -> dict[str, Any]:
+    progress = state.get("build_progress") or {}
+    progress.setdefault("checkpoints_total", 0)
+    progress.setdefault("checkpoints_completed", [])
+    progress.setdefault("current_checkpoint", None)
+    state["build_progress"] = progress
+    return progress
+
+
+def _same_id(checkpoint: int | str, ids: list[Any]) -> bool:
+    return str(checkpoint) in {str(item) for item in ids}
