@@ -12,13 +12,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"
-STATE_V2_SCHEMA = "https://session-db.dev/schemas/state.v2.json"
+STATE_V2_SCHEMA = "https://session-db.dev/schemas/state.v2.schema.json"
 
 PHASES = ("spec", "plan", "build", "docs")
 
@@ -133,7 +134,7 @@ class AgentRecord(_Lenient):
 class StateV2(_Lenient):
     """`state.json` version 2, marked by its `$schema` string."""
 
-    schema_: str = Field(alias="$schema", default=STATE_V2_SCHEMA)
+    schema_: str = Field(alias="$schema")
     session_id: str = Field(min_length=1)
     topic: str | None = None
     description: str | None = None
@@ -468,8 +469,33 @@ def _check_acyclic(edges: dict[str, list[str]]) -> None:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas of the formats, keyed by file name under `sync/schemas/`."""
-    return {
-        "state.v2.schema.json": StateV2.model_json_schema(by_alias=True),
-        "state.v1.schema.json": StateV1.model_json_schema(by_alias=True),
-        "plan.schema.json": Plan.model_json_schema(by_alias=True),
+    models = {
+        "state.v2.schema.json": StateV2,
+        "state.v1.schema.json": StateV1,
+        "plan.schema.json": Plan,
     }
+    return {
+        name: {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://session-db.dev/schemas/{name}",
+            **model.model_json_schema(by_alias=True),
+        }
+        for name, model in models.items()
+    }
+
+
+def write_json_schemas(folder: Path | None = None) -> list[Path]:
+    """Write the JSON Schemas into `folder` (default: the package's `schemas/`)."""
+    folder = folder or Path(__file__).with_name("schemas")
+    folder.mkdir(exist_ok=True)
+    written = []
+    for name, schema in json_schemas().items():
+        path = folder / name
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # python -m session_db.sync.formats regenerates the schemas
+    for written_path in write_json_schemas():
+        print(written_path)
