@@ -153,10 +153,19 @@ async def sync_session(
 
     Raises:
         PathEscapeError: The folder is not directly under the project's agents/sessions/.
-        NotFoundError: The folder does not exist and was never synced.
+        NotFoundError: The project root does not exist, or the folder does not exist
+            and was never synced.
         DatabaseUnavailableError: The database could not be reached (retrying may work).
     """
-    root = resolve_project_root(project_root)
+    try:
+        root = resolve_project_root(project_root)
+    except OSError as error:  # not a database problem: never retried as one
+        raise NotFoundError(
+            "project",
+            str(project_root),
+            field="root_path",
+            detail=f"project root {project_root}: {error.strerror}",
+        ) from None
     folder = resolve_session_dir(root, session_dir)
     await _lock_project(db, root)
     project_id = await _upsert_project(db, root)
