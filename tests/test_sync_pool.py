@@ -284,3 +284,18 @@ async def test_the_pool_catches_up_by_itself_when_the_database_comes_back(
     async with get_async_session(engine) as db:
         state = (await db.exec(select(SyncState))).one()
     assert state.sync_status == "synchronized"
+
+
+async def test_a_burst_of_saves_costs_one_sync_of_the_newest_files(
+    db_url: URL, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    with make_pool(db_url, delay=1.0) as pool:
+        manager = StateManager.create(
+            sessions_dir(tmp_path) / "alpha", topic="A", on_save_callback=pool.submit
+        )
+        for phase in ("plan", "build", "docs"):
+            manager.transition_to(phase)
+        await wait_idle(pool)
+        stats = pool.stats()
+    assert (stats.submitted, stats.synced, stats.coalesced) == (4, 1, 3)
+    assert await phases(engine) == {"alpha": "docs"}

@@ -1,8 +1,8 @@
 """The one-way sync: session folders on disk, mirrored into the database (seed 003).
 
 `sync_session()` mirrors one folder inside the caller's transaction (it only flushes);
-`sync_project()` mirrors every folder of a project, one transaction per folder, and
-skips the folders whose files did not change since their last sync without reading them.
+`sync_project()` mirrors every folder of a project, in batches of folders per transaction,
+and skips the folders whose files did not change since their last sync without reading them.
 
 Every write is an upsert on a natural key (the project's root path, the session's slug,
 a plan item's id, an agent's SDK session id), so running a sync twice changes nothing.
@@ -248,19 +248,21 @@ async def sync_project(
     engine: AsyncEngine | None = None,
     force: bool = False,
     on_progress: ProgressCallback | None = None,
+    batch_size: int = 50,
 ) -> ProjectSyncReport:
     """Mirror every session folder of a project: the batch sync when a project is opened.
 
     Folders whose files kept their size and modification time since the last sync are
-    skipped without being read. Each other folder is synced in its own transaction, so
-    one bad folder never holds the others back. Folders synced before and now gone are
-    marked missing.
+    skipped without being read. The others are synced `batch_size` to a transaction, each
+    in its own savepoint, so one bad folder never holds the others back. Folders synced
+    before and now gone are marked missing.
 
     Args:
         project_root: The project's root folder (it holds agents/sessions/).
         engine: The engine to use; the default engine when omitted.
         force: Re-read and re-mirror every folder.
         on_progress: Called after each folder with (result, done, total).
+        batch_size: Folders per transaction (progress is reported per folder).
 
     Raises:
         FileNotFoundError: The project root does not exist.
@@ -279,13 +281,19 @@ async def sync_project(
         if on_progress is not None:
             on_progress(result, len(report.results), total)
 
+    changed = []
     for folder in folders:
         previous = known.get(str(folder))
         if not force and previous is not None and _unchanged(*previous, fingerprint(folder)):
             progress(SyncResult(folder, SyncOutcome.UNCHANGED))
-            continue
+        else:
+            changed.append(folder)
+    # Several folders per transaction: one commit (one fsync) per batch, not per folder.
+    # Each folder's mirror runs in its own SAVEPOINT, so a bad folder spoils no other.
+    for start in range(0, len(changed), batch_size):
         async with get_async_session(engine) as db:
-            progress(await sync_session(db, root, folder, force=force))
+            for folder in changed[start : start + batch_size]:
+                progress(await sync_session(db, root, folder, force=force))
     present = {str(folder) for folder in folders}
     gone = [
         path

@@ -4,8 +4,10 @@ A backend injects `pool.submit` as the StateManager's `on_save_callback`. `submi
 only records the folder and wakes the pool's own thread, so an agent's save never waits
 for the database, whatever state the database is in. The pool's thread runs an event
 loop with its own engine and a bounded number of workers; each sync uses its own
-AsyncSession. Repeated saves of a folder while it waits collapse into one sync, which
-reads the newest files.
+AsyncSession. A sync starts `delay` seconds after the first save that asked for it, and
+every save of that folder in between joins it: a burst of saves costs one sync, which
+reads the newest files, and the agent's thread is not competing with a sync after
+every save.
 
 The filesystem is the truth: a sync that cannot be done now is logged and left for the
 next one ("log and move on"), and `close()` drains what is queued.
@@ -13,6 +15,7 @@ next one ("log and move on"), and `close()` drains what is queued.
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -85,6 +88,7 @@ class SyncPool:
         engine_factory: Callable[[], AsyncEngine] | None = None,
         project_root: str | os.PathLike[str] | None = None,
         concurrency: int = 2,
+        delay: float = 0.25,
         max_attempts: int = 10,
         initial_backoff: float = 0.2,
         max_backoff: float = 30.0,
@@ -101,6 +105,8 @@ class SyncPool:
             project_root: The project every submitted folder belongs to; when omitted it
                 is read off each folder's `{root}/agents/sessions/{slug}` path.
             concurrency: Folders synced at once.
+            delay: Seconds between a folder's first submit and its sync; submits in
+                between coalesce. `close()` skips the wait.
             max_attempts: Attempts per sync when the database is unavailable.
             initial_backoff: Seconds before the first retry; doubled each time.
             max_backoff: The longest wait between two attempts, in seconds.
@@ -108,11 +114,14 @@ class SyncPool:
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if delay < 0:
+            raise ValueError("delay must not be negative")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._engine_factory = engine_factory or (lambda: create_engine(settings, url=url))
         self._project_root = Path(project_root).absolute() if project_root else None
         self._concurrency = concurrency
+        self._delay = delay
         self._max_attempts = max_attempts
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -128,7 +137,8 @@ class SyncPool:
 
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[Path | None] | None = None
+        self._queue: asyncio.Queue[tuple[float, Path] | None] | None = None
+        self._hurry: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="session-db-sync", daemon=True)
         self._startup_error: BaseException | None = None
         self._thread.start()
@@ -173,7 +183,11 @@ class SyncPool:
                 return
             self._waiting[folder] = job
         assert self._loop is not None and self._queue is not None
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, folder)
+        self._loop.call_soon_threadsafe(self._enqueue, folder)
+
+    def _enqueue(self, folder: Path) -> None:
+        assert self._loop is not None and self._queue is not None
+        self._queue.put_nowait((self._loop.time() + self._delay, folder))
 
     def stats(self) -> SyncPoolStats:
         """A snapshot of the counters."""
@@ -201,6 +215,8 @@ class SyncPool:
                 return self._is_idle()
             self._closed = True
         atexit.unregister(self._close_at_exit)
+        assert self._loop is not None and self._hurry is not None
+        self._loop.call_soon_threadsafe(self._hurry.set)
         drained = self.wait_until_idle(timeout)
         if not drained:
             logger.warning(
@@ -227,6 +243,7 @@ class SyncPool:
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._queue = asyncio.Queue()
+        self._hurry = asyncio.Event()
         try:
             loop.run_until_complete(self._serve())
         finally:
@@ -251,11 +268,16 @@ class SyncPool:
             worker.cancel()
 
     async def _work(self, engine: AsyncEngine) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._hurry is not None
         while True:
-            folder = await self._queue.get()
-            if folder is None:
+            item = await self._queue.get()
+            if item is None:
                 return
+            due, folder = item
+            wait = due - asyncio.get_running_loop().time()
+            if wait > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), wait)
             with self._lock:
                 job = self._waiting.pop(folder)
                 self._running.add(folder)
@@ -267,7 +289,7 @@ class SyncPool:
                     again = self._again.pop(folder, None)
                     if again is not None:
                         self._waiting[folder] = again
-                        self._queue.put_nowait(folder)
+                        self._enqueue(folder)
                     self._idle.notify_all()
 
     async def _sync(self, engine: AsyncEngine, job: _Job) -> None:
@@ -281,12 +303,18 @@ class SyncPool:
                     self._count("failed")
                     logger.warning(
                         "gave up syncing %s after %d attempts: %s",
-                        job.session_dir, attempt, _one_line(error),
+                        job.session_dir,
+                        attempt,
+                        _one_line(error),
                     )
                     return
                 self._count("retried")
-                logger.info("database unavailable syncing %s (%s); retrying in %.1fs",
-                            job.session_dir, _one_line(error), delay)
+                logger.info(
+                    "database unavailable syncing %s (%s); retrying in %.1fs",
+                    job.session_dir,
+                    _one_line(error),
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
             except Exception as error:
