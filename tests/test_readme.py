@@ -31,3 +31,6 @@ async def test_readme_usage_examples_run(default_database: URL) -> None:
             await result
     rollup = namespace["rollup"]
     assert (rollup.session_count, rollup.total_tokens) == (2, 5000)  # type: ignore[attr-defined]
+    search, report = namespace["search"], namespace["report"]
+    assert (search.phase, search.checkpoints_completed) == ("build", 1)  # type: ignore[attr-defined]
+    assert report.counts["unchanged"] == 1  # type: ignore[attr-defined]  # the pool had synced
