@@ -219,3 +219,41 @@ async def _captured_selects(
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     assert statements, "the query ran no SELECT"
     return statements
+
+
+async def test_cost_breakdown_by_project_session_agent_type_and_model(
+    db: AsyncSession, fleet: dict[str, Any]
+) -> None:
+    await crud.create_agent(
+        db,
+        {
+            "session_id": fleet["main"].id,
+            "agent_type": "spec",
+            "model": "opus",
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_read_tokens": 1,
+            "total_cost": "0.3",
+            "started_at": T0,
+        },
+    )
+    by_project = await crud.get_cost_breakdown(db, "project")
+    assert [(c.key, c.count, c.total_tokens, c.total_cost) for c in by_project] == [
+        ("shop", 3, 1100, Decimal("1.1")),
+        ("blog", 1, 0, Decimal("0.05")),
+    ]
+    by_session = await crud.get_cost_breakdown(
+        db, "session", since=T0, until=T0 + timedelta(seconds=31)
+    )
+    assert [c.key for c in by_session] == ["main", "sub0"]  # sub1 started at +60 s; draft never
+    by_model = await crud.get_cost_breakdown(db, "model")
+    assert [(c.key, c.count, c.total_tokens) for c in by_model] == [
+        ("opus", 1, 16),
+        ("(unknown)", 2, 0),
+    ]
+    by_type = await crud.get_cost_breakdown(db, "agent_type", since=T0)
+    assert [(c.key, c.total_cost) for c in by_type] == [("spec", Decimal("0.3"))]
+    with pytest.raises(InvalidInputError, match="colour"):
+        await crud.get_cost_breakdown(db, "colour")
+    with pytest.raises(InvalidInputError, match="after start"):
+        await crud.get_cost_breakdown(db, "project", since=T0, until=T0)

@@ -27,6 +27,7 @@ from session_db.crud.agents import (
     update_agent,
 )
 from session_db.crud.analytics import (
+    get_cost_breakdown,
     get_cost_by_project,
     get_failed_agents,
     get_session_metrics,
@@ -137,6 +138,7 @@ __all__ = [
     "get_ancestors",
     "get_blocked_tasks",
     "get_children",
+    "get_cost_breakdown",
     "get_cost_by_project",
     "get_descendants",
     "get_failed_agents",

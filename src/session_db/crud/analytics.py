@@ -21,6 +21,7 @@ from session_db.models import (
 )
 from session_db.models.base import to_money
 from session_db.models.reports import (
+    CostLine,
     ProjectCost,
     SessionMetrics,
     SpawnCorrelation,
@@ -240,3 +241,72 @@ async def get_sessions_with_checkpoints(db: AsyncSession, more_than: int) -> lis
         .order_by(Session.checkpoints_total.desc(), Session.session_slug)
     )
     return list((await db.exec(statement)).all())
+
+
+COST_GROUPS = ("project", "session", "agent_type", "model")
+
+
+@translating_errors(ENTITY)
+async def get_cost_breakdown(
+    db: AsyncSession,
+    by: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[CostLine]:
+    """Tokens and cost grouped by project, session, agent type or model, costliest first.
+
+    By project or session the totals are the sessions' own (`total_tokens`, `total_cost`),
+    filtered on when the session started; by agent type or model they are the agent
+    runs' (all four token kinds), filtered on when the run started.
+
+    Raises:
+        InvalidInputError: `by` is not one of COST_GROUPS, or the range is empty.
+    """
+    if by not in COST_GROUPS:
+        raise InvalidInputError(ENTITY, "by", f"{by!r} is not one of {', '.join(COST_GROUPS)}")
+    if since is not None and until is not None:
+        _check_range(since, until)
+    if by in ("project", "session"):
+        time = Session.started_at
+        key = (
+            func.coalesce(Project.name, "(no project)") if by == "project" else Session.session_slug
+        )
+        tokens, cost = Session.total_tokens, Session.total_cost
+        base = select(
+            key,
+            func.count(Session.id),
+            func.coalesce(func.sum(tokens), 0),
+            func.coalesce(func.sum(cost), 0),
+        )
+        if by == "project":
+            base = base.select_from(Session).outerjoin(Project, Project.id == Session.project_id)
+    else:
+        time = Agent.started_at
+        key = Agent.agent_type if by == "agent_type" else func.coalesce(Agent.model, "(unknown)")
+        tokens = (
+            Agent.input_tokens
+            + Agent.output_tokens
+            + Agent.cache_creation_tokens
+            + Agent.cache_read_tokens
+        )
+        base = select(
+            key,
+            func.count(Agent.id),
+            func.coalesce(func.sum(tokens), 0),
+            func.coalesce(func.sum(Agent.total_cost), 0),
+        )
+    if since is not None:
+        base = base.where(time >= since)
+    if until is not None:
+        base = base.where(time < until)
+    total = func.coalesce(
+        func.sum(Session.total_cost if by in ("project", "session") else Agent.total_cost), 0
+    )
+    statement = base.group_by(key).order_by(total.desc(), key)
+    return [
+        CostLine(
+            key=str(name), count=count, total_tokens=int(tokens_sum), total_cost=to_money(cost_sum)
+        )
+        for name, count, tokens_sum, cost_sum in (await db.exec(statement)).all()
+    ]

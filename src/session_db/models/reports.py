@@ -66,3 +66,12 @@ class ProjectCost(BaseModel):
     session_count: int
     total_tokens: int
     total_cost: Decimal
+
+
+class CostLine(BaseModel):
+    """Tokens and cost of one group in a cost breakdown (a project, a session, a model)."""
+
+    key: str
+    count: int  # sessions (by project or session) or agent runs (by agent type or model)
+    total_tokens: int
+    total_cost: Decimal

@@ -28,7 +28,10 @@ def resolve_project_root(project_root: str | os.PathLike[str]) -> Path:
         FileNotFoundError: The folder does not exist.
         NotADirectoryError: It is not a folder.
     """
-    root = Path(project_root).expanduser().resolve(strict=True)
+    try:
+        root = Path(project_root).expanduser().resolve(strict=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"project root {project_root} does not exist") from None
     if not root.is_dir():
         raise NotADirectoryError(f"project root {root} is not a folder")
     return root

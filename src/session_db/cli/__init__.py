@@ -1,0 +1,1 @@
+"""The `session-db` command line (also `python -m session_db`)."""
