@@ -280,3 +280,30 @@ def test_watch_syncs_changes_and_drains_on_ctrl_c(
             watcher.kill()
     assert watcher.returncode == 0, err
     assert "stopped:" in out and "failed" in out
+
+
+def test_demo_builds_a_project_to_explore_and_can_run_again(
+    cli_db: URL, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = cli(capsys, "demo", "--path", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "created an example project" in out and "{'synchronized': 6}" in out
+    sessions = cli_json(capsys, "sessions", "list")
+    assert len(sessions) == 6  # type: ignore[arg-type]
+    phases = {s["phase"] for s in sessions}  # type: ignore[union-attr,index]
+    assert {"spec", "build", "complete"} <= phases
+    parent = "2026-02-14_search-feature_k2m9qx"
+    tree = cli_json(capsys, "sessions", "tree", parent)
+    assert len(tree["children"]) == 2 and tree["rollup_cost"] == "3.385000000"  # type: ignore[index]
+    ready = [t["plan_ref"] for t in cli_json(capsys, "tasks", "list", parent) if t["ready"]]  # type: ignore[union-attr,index]
+    assert ready == ["2.1.2"]
+    assert len(cli_json(capsys, "threads", "show", parent)[0]["messages"]) == 3  # type: ignore[index]
+    code, out, _ = cli(capsys, "demo", "--path", str(tmp_path / "demo"))
+    assert code == 0 and "refreshed" in out
+    assert len(cli_json(capsys, "threads", "show", parent)) == 1  # type: ignore[arg-type]
+    assert len(cli_json(capsys, "sessions", "list")) == 6  # type: ignore[arg-type]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, _, err = cli(capsys, "demo", "--path", str(tmp_path / "mine"))
+    assert code == 1 and "is not an earlier demo" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

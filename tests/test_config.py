@@ -1,8 +1,11 @@
 """Settings: the embedded default, URL normalisation, hidden secrets, nothing at import."""
 
 import asyncio
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,18 +158,40 @@ def test_importing_reads_no_settings_and_opens_no_database(tmp_path: Path) -> No
 
 def test_readme_first_command_creates_the_embedded_database(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
-    command = "python -m session_db"
-    assert f"\n{command}\n" in readme, "the README's first command changed: update this test"
-    result = run_python(
-        "-m",
-        "session_db",
+    command = "session-db demo"
+    first_block = readme.split("```bash\n", 2)[2].split("```")[0]
+    assert first_block == f"{command}\n", "the README's first command changed: update this test"
+    result = subprocess.run(
+        command.split(),
         cwd=tmp_path,
-        env_changes={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")},
+        env={
+            **os.environ,
+            "HOME": str(tmp_path),
+            "XDG_DATA_HOME": str(tmp_path / "xdg"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     created = tmp_path / "xdg" / "session-db" / "session_db.sqlite"
     assert created.is_file()
-    assert f"{created} is at revision" in result.stdout
+    assert f"synced into sqlite+aiosqlite:///{created}" in result.stdout
+    assert (tmp_path / "session-db-demo" / "agents" / "sessions").is_dir()
+    tree = run_python(
+        "-m",
+        "session_db",
+        "sessions",
+        "tree",
+        "2026-02-14_search-feature_k2m9qx",
+        "--json",
+        cwd=tmp_path,
+        env_changes={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")},
+    )
+    assert tree.returncode == 0, tree.stderr
+    drawn = json.loads(tree.stdout)
+    assert len(drawn["children"]) == 2 and drawn["rollup_cost"] == "3.385000000"
 
 
 def test_readme_first_command_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:

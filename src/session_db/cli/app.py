@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from session_db.cli import db as db_commands
-from session_db.cli import queries, sync_commands
+from session_db.cli import demo, queries, sync_commands
 from session_db.cli.common import state
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(queries.threads_app, name="threads")
 app.command("cost")(queries.cost)
 app.command("sync")(sync_commands.sync)
 app.command("watch")(sync_commands.watch)
+app.command("demo")(demo.demo)
 
 
 @app.callback(invoke_without_command=True)
