@@ -307,3 +307,26 @@ def test_demo_builds_a_project_to_explore_and_can_run_again(
     code, _, err = cli(capsys, "demo", "--path", str(tmp_path / "mine"))
     assert code == 1 and "is not an earlier demo" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_backup_of_postgresql_without_pg_dump_is_refused_before_migrating(
+    cli_db: URL,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if cli_db.get_backend_name() == "sqlite":
+        # SQLite needs no tool: the online backup API is always there.
+        code, out, err = cli(capsys, "db", "downgrade", "0002", "--backup")
+        assert code == 0 and "backup written to" in out, err
+        return
+    path = os.environ["PATH"]
+    assert cli(capsys, "db", "downgrade", "0002")[0] == 0
+    try:
+        monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no pg_dump anywhere
+        code, out, err = cli(capsys, "db", "upgrade", "--backup")
+        assert code == 1 and "pg_dump is not on PATH" in err and err.count("\n") == 1
+        assert cli_json(capsys, "db", "current")["revision"] == "0002"  # type: ignore[index]
+    finally:
+        monkeypatch.setenv("PATH", path)
+        assert cli(capsys, "db", "upgrade")[0] == 0  # the run's shared database back at head

@@ -255,6 +255,22 @@ def test_migrations_ship_in_the_wheel_and_run_from_it(tmp_path: Path) -> None:
     assert package_file.startswith(str(tmp_path / "site"))
     assert migrations == str(tmp_path / "site" / "session_db" / "migrations")
     assert revision == head_revision()
+    assert "session_db/sync/schemas/state.v2.schema.json" in names
+
+    # The command line works from the wheel too: history, the dry run, and an upgrade.
+    wheel_env = {
+        "PYTHONPATH": str(tmp_path / "site"),
+        "SESSION_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli-from-wheel.sqlite'}",
+    }
+    history = run_python("-m", "session_db", "db", "history", cwd=tmp_path, env_changes=wheel_env)
+    assert history.returncode == 0 and f"{head_revision()} (head)" in history.stdout
+    dry = run_python(
+        "-m", "session_db", "db", "upgrade", "--sql", cwd=tmp_path, env_changes=wheel_env
+    )
+    assert dry.returncode == 0 and "CREATE TABLE sessions" in dry.stdout
+    assert not (tmp_path / "cli-from-wheel.sqlite").exists()
+    upgraded = run_python("-m", "session_db", "db", "upgrade", cwd=tmp_path, env_changes=wheel_env)
+    assert upgraded.returncode == 0 and "(head)" in upgraded.stdout, upgraded.stderr
 
 
 async def test_sqlite_upgrade_runs_with_foreign_keys_restored(tmp_path: Path) -> None:
