@@ -452,3 +452,10 @@ async def test_two_syncers_of_one_project_at_once_make_no_duplicates(
         "session_relationships": 22, "agents": 1, "sync_states": 23, "projects": 1,
     }
     assert parent.agent_count == 21
+
+
+async def test_a_missing_project_root_is_not_found_not_a_database_outage(
+    db: AsyncSession, tmp_path: Path
+) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        await sync_session(db, tmp_path / "no-such-project", "child")

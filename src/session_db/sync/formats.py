@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"
@@ -61,6 +61,10 @@ def _id_text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+# Writers spell ids as numbers or strings ("1" and 1 are the same checkpoint).
+IdText = Annotated[str, BeforeValidator(_id_text)]
+
+
 class PhaseHistory(_Lenient):
     """When each phase started and was completed (version 2)."""
 
@@ -78,18 +82,8 @@ class BuildProgress(_Lenient):
     """How far the build phase is: checkpoints planned, done, and in progress."""
 
     checkpoints_total: int = Field(default=0, ge=0)
-    checkpoints_completed: list[str] = Field(default_factory=list)
-    current_checkpoint: str | None = None
-
-    @field_validator("current_checkpoint", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return _id_text(value)
-
-    @field_validator("checkpoints_completed", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return [_id_text(item) for item in value] if isinstance(value, list) else value
+    checkpoints_completed: list[IdText] = Field(default_factory=list)
+    current_checkpoint: IdText | None = None
 
 
 class GitState(_Lenient):
@@ -105,13 +99,8 @@ class CommitRecord(_Lenient):
 
     sha: str
     message: str | None = None
-    checkpoint: str | None = None
+    checkpoint: IdText | None = None
     created_at: datetime | None = None
-
-    @field_validator("checkpoint", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return _id_text(value)
 
 
 class AgentRecord(_Lenient):
@@ -188,39 +177,24 @@ class StateV1(_Lenient):
 class PlanTask(_Lenient):
     """A task in plan.json ("1.1.1")."""
 
-    id: str
+    id: IdText
     title: str
     description: str | None = None
     file_path: str | None = None
     status: str | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[IdText] = Field(default_factory=list)
     context: Any = None
     actions: Any = None
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return _id_text(value)
-
-    @field_validator("depends_on", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        return [_id_text(item) for item in value] if isinstance(value, list) else value
 
 
 class PlanGroup(_Lenient):
     """A task group in plan.json ("1.1")."""
 
-    id: str
+    id: IdText
     title: str | None = None
     objective: str | None = None
     status: str | None = None
     tasks: list[PlanTask] = Field(default_factory=list)
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: Any) -> Any:
-        return _id_text(value)
 
 
 class PlanCheckpoint(_Lenient):

@@ -164,13 +164,21 @@ async def sync_session(
             "project",
             str(project_root),
             field="root_path",
-            detail=f"project root {project_root}: {error.strerror}",
+            detail=str(error),  # "project root ... does not exist" / "... is not a folder"
         ) from None
     folder = resolve_session_dir(root, session_dir)
-    await _lock_project(db, root)
-    project_id = await _upsert_project(db, root)
+    project_id = await _claim_project(db, root)
+    return await _sync_folder(db, root, project_id, folder, force)
+
+
+@translating_errors(ENTITY)
+async def _sync_folder(
+    db: AsyncSession, root: Path, project_id: uuid.UUID, folder: Path, force: bool
+) -> SyncResult:
+    """Sync one checked folder of a project this transaction has already claimed."""
     known = (await db.exec(select(SyncState).where(SyncState.session_dir == str(folder)))).first()
-    if not folder.is_dir():
+    # A stat is cheap next to the queries around it; the pool runs this on its own thread.
+    if not folder.is_dir():  # noqa: ASYNC240
         if known is None:
             raise NotFoundError("session_dir", str(folder), field="path")
         return await _record(
@@ -292,8 +300,9 @@ async def sync_project(
     # Each folder's mirror runs in its own SAVEPOINT, so a bad folder spoils no other.
     for start in range(0, len(changed), batch_size):
         async with get_async_session(engine) as db:
+            project_id = await _claim_project(db, root)
             for folder in changed[start : start + batch_size]:
-                progress(await sync_session(db, root, folder, force=force))
+                progress(await _sync_folder(db, root, project_id, folder, force))
     present = {str(folder) for folder in folders}
     gone = [
         path
@@ -356,13 +365,14 @@ def _lock_key(root: Path) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def _lock_project(db: AsyncSession, root: Path) -> None:
-    """Serialise syncs of one project across processes until the transaction ends."""
+async def _claim_project(db: AsyncSession, root: Path) -> uuid.UUID:
+    """Serialise syncs of one project until the transaction ends; return its id.
+
+    PostgreSQL takes a per-project advisory lock (SQLite's write transaction already
+    excludes other writers), then the project row is upserted.
+    """
     if db.get_bind().dialect.name == "postgresql":
         await db.exec(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(root))))
-
-
-async def _upsert_project(db: AsyncSession, root: Path) -> uuid.UUID:
     insert = upsert_insert(db, Project).values(
         id=new_id(), name=(root.name or str(root))[:255], root_path=str(root)
     )

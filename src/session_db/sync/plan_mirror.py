@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.crud._base import bulk_upsert, coerce_input, upsert_insert
+from session_db.crud._base import BULK_CHUNK, bulk_upsert, coerce_input, upsert_insert
 from session_db.crud.tasks import DONE, refresh_session_progress
 from session_db.models import (
     Task,
@@ -24,9 +24,6 @@ from session_db.models import (
 )
 from session_db.models.base import new_id
 from session_db.sync.formats import Plan, plan_tasks
-
-# Rows per multi-row statement: well under SQLite's 32,766 bound parameters.
-CHUNK = 500
 
 # plan.json's task statuses vary between writers; anything else reads as pending and
 # keeps its own word in task_metadata["status"].
@@ -201,8 +198,8 @@ async def _mirror_dependencies(
     }
     ids = list(task_ids.values())
     existing: set[tuple[uuid.UUID, uuid.UUID]] = set()
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+    for start in range(0, len(ids), BULK_CHUNK):
+        chunk = ids[start : start + BULK_CHUNK]
         existing |= set(
             (
                 await db.exec(
@@ -222,9 +219,9 @@ async def _mirror_dependencies(
             )
         )
     missing = sorted(wanted - existing)
-    for start in range(0, len(missing), CHUNK):
+    for start in range(0, len(missing), BULK_CHUNK):
         rows = [
             {"task_id": task_id, "depends_on_task_id": needed}
-            for task_id, needed in missing[start : start + CHUNK]
+            for task_id, needed in missing[start : start + BULK_CHUNK]
         ]
         await db.exec(upsert_insert(db, TaskDependency).values(rows).on_conflict_do_nothing())

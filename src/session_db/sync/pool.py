@@ -139,6 +139,7 @@ class SyncPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[float, Path] | None] | None = None
         self._hurry: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self._thread = threading.Thread(target=self._run, name="session-db-sync", daemon=True)
         self._startup_error: BaseException | None = None
         self._thread.start()

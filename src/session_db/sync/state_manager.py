@@ -22,6 +22,7 @@ from session_db.sync.formats import (
     STATE_V2_SCHEMA,
     FormatError,
     Phase,
+    SessionState,
     StateV2,
     Status,
     load_json,
@@ -70,9 +71,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
-    """A version 1 state as a version 2 document; every v1 key is kept as it was."""
-    state = parse_state(raw)
+def upgrade_v1(raw: dict[str, Any], state: SessionState) -> dict[str, Any]:
+    """A version 1 state (`raw`, read as `state`) as a version 2 document, every key kept."""
     document = {"$schema": STATE_V2_SCHEMA, **raw}
     document.update(
         session_id=raw["session_id"],
@@ -183,7 +183,7 @@ class StateManager:
         with self._lock:
             raw = load_json(self.path.read_bytes(), STATE_FILE)
             state = parse_state(raw)
-            self._state = raw if state.version == 2 else upgrade_v1(raw)
+            self._state = raw if state.version == 2 else upgrade_v1(raw, state)
             return self.state
 
     @property
