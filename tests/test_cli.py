@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from session_db.cli.app import main
+from session_db.migrate import head_revision
 from session_db.database import create_engine, get_async_session
 from session_db.sync import StateManager
 
@@ -104,7 +105,7 @@ def test_db_commands(cli_db: URL, capsys: pytest.CaptureFixture[str], tmp_path: 
     code, out, _ = cli(capsys, "db", "upgrade", "--sql")
     assert code == 0 and "ALTER TABLE" in out
     code, out, err = cli(capsys, "db", "upgrade", "--backup")
-    assert "at revision 0003 (head)" in out
+    assert f"at revision {head_revision()} (head)" in out
     if cli_db.get_backend_name() == "sqlite":
         backup = Path(out.split("backup written to ")[1].splitlines()[0])
         with sqlite3.connect(backup) as copy:

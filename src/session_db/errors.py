@@ -61,6 +61,10 @@ class DatabaseUnavailableError(DatabaseError):
     """The database could not be reached or dropped the connection; retrying may work."""
 
 
+class DatabaseNotMigratedError(DatabaseUnavailableError):
+    """The database is not at the newest migration yet; work waits until it is."""
+
+
 # Constraint names follow the naming convention in session_db.models.base.
 _SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>\w+)")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")

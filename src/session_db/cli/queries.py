@@ -32,14 +32,21 @@ def parse_when(text: str | None) -> datetime | None:
 
 
 async def find_session(db: Any, slug_or_id: str) -> Any:
-    """The session with this id or slug, or NotFoundError."""
+    """The session with this slug or id, or NotFoundError.
+
+    The slug is tried first: a Claude Code session's slug is its session id, a UUID too.
+    """
     from session_db import crud
+    from session_db.errors import NotFoundError
 
     try:
-        session_id = uuid.UUID(slug_or_id)
-    except ValueError:
         return await crud.get_session_by_slug(db, slug_or_id)
-    return await crud.get_session(db, session_id)
+    except NotFoundError:
+        try:
+            session_id = uuid.UUID(slug_or_id)
+        except ValueError:
+            raise NotFoundError("session", slug_or_id, field="session_slug") from None
+        return await crud.get_session(db, session_id)
 
 
 def _summary(session: Any) -> dict[str, Any]:

@@ -16,9 +16,11 @@ from session_db.crud._base import (
     paginate,
     translating_errors,
     update_row,
+    upsert_insert,
 )
 from session_db.errors import NotFoundError
 from session_db.models import Project, ProjectCreate, ProjectUpdate
+from session_db.models.base import new_id
 
 ENTITY = "project"
 
@@ -32,6 +34,21 @@ async def create_project(db: AsyncSession, data: ProjectCreate | Mapping[str, An
         InvalidInputError: A field is missing or invalid.
     """
     return await create_row(db, Project, ProjectCreate, data, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def upsert_project(db: AsyncSession, root_path: str, name: str | None = None) -> uuid.UUID:
+    """Return the id of the project rooted at `root_path`, creating it if there is none.
+
+    One statement (ON CONFLICT on the root path), so concurrent callers get the same row;
+    on PostgreSQL the row stays locked until the transaction ends.
+    """
+    default_name = (name or root_path.rstrip("/").rsplit("/", 1)[-1] or root_path)[:255]
+    insert = upsert_insert(db, Project).values(id=new_id(), name=default_name, root_path=root_path)
+    statement = insert.on_conflict_do_update(
+        index_elements=[Project.root_path], set_={"root_path": insert.excluded.root_path}
+    ).returning(Project.id)
+    return (await db.exec(statement)).one()[0]
 
 
 @translating_errors(ENTITY)

@@ -22,6 +22,7 @@ from session_db.crud._base import (
     paginate,
     save,
     translating_errors,
+    upsert_insert,
 )
 from session_db.errors import NotFoundError
 from session_db.models import (
@@ -33,6 +34,7 @@ from session_db.models import (
     SessionType,
     SessionUpdate,
 )
+from session_db.models.base import new_id
 
 ENTITY = "session"
 ORDERS = ("created_at", "started_at", "updated_at", "last_activity_at", "session_slug")
@@ -58,6 +60,22 @@ async def create_session(db: AsyncSession, data: SessionCreate | Mapping[str, An
     if session_in.duration_ms is None:
         derived["duration_ms"] = _duration_ms(session_in.started_at, session_in.ended_at)
     return await save(db, build_row(Session, session_in, ENTITY, **derived), ENTITY)
+
+
+@translating_errors(ENTITY)
+async def ensure_session(db: AsyncSession, session_slug: str, **values: Any) -> uuid.UUID:
+    """Return the id of the session with this slug, creating it with `values` if missing.
+
+    An existing session is left as it is (`values` only fill a new row); concurrent
+    callers get the same row (INSERT ... ON CONFLICT DO NOTHING, then a read).
+    """
+    await db.exec(
+        upsert_insert(db, Session)
+        .values(id=new_id(), session_slug=session_slug, **values)
+        .on_conflict_do_nothing(index_elements=[Session.session_slug])
+    )
+    found = select(Session.id).where(Session.session_slug == session_slug)
+    return (await db.exec(found)).one()
 
 
 @translating_errors(ENTITY)

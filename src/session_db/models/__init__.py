@@ -66,6 +66,9 @@ from session_db.models.threads import (
     ThreadSummary,
     ThreadUpdate,
 )
+from session_db.models.tool_call import ToolCall, ToolCallRead, ToolCallStatus
+from session_db.models.transcript_import import TranscriptImport
+from session_db.models.usage import CostSource, UsageRecord
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -80,6 +83,7 @@ __all__ = [
     "AgentStatus",
     "AgentUpdate",
     "Base",
+    "CostSource",
     "DelegationType",
     "EventCategory",
     "MessageRole",
@@ -131,5 +135,10 @@ __all__ = [
     "ThreadStatus",
     "ThreadSummary",
     "ThreadUpdate",
+    "ToolCall",
+    "ToolCallRead",
+    "ToolCallStatus",
+    "TranscriptImport",
+    "UsageRecord",
     "metadata",
 ]

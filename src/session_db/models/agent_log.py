@@ -3,6 +3,11 @@
 `event_type` is an open vocabulary (PreToolUse, TextBlock, and hook events newer than this
 code), so only `event_category` is restricted. Seed 000's `chat` column (a copy of the
 transcript) is not kept per event: `payload` holds the raw event whole.
+
+A hook event delivered from the spool carries its `spool_id` (unique: delivering it twice
+inserts nothing) and the payload fields people filter on, promoted to columns. The
+runtime's own ids are `external_session_id` / `external_agent_id`, because `session_id`
+and `agent_id` here are our own keys.
 """
 
 import uuid
@@ -57,6 +62,17 @@ class AgentLogBase(Base):
     tool_output: dict[str, Any] | None = optional_json_field()
     payload: dict[str, Any] = json_field()
     summary: str | None = text_field()
+    spool_id: str | None = Field(default=None, max_length=64)
+    external_session_id: str | None = Field(default=None, max_length=255)
+    external_agent_id: str | None = Field(default=None, max_length=255)
+    agent_type: str | None = Field(default=None, max_length=128)
+    tool_use_id: str | None = Field(default=None, max_length=255)
+    prompt_id: str | None = Field(default=None, max_length=255)
+    permission_mode: str | None = Field(default=None, max_length=64)
+    cwd: str | None = text_field()
+    transcript_path: str | None = text_field()
+    source: str | None = Field(default=None, max_length=64)
+    reason: str | None = text_field()
     occurred_at: datetime = Field(
         default_factory=utcnow,
         sa_type=UTCDateTime,
@@ -77,6 +93,10 @@ class AgentLog(AgentLogBase, table=True):
         sa.Index(None, "wave_id", "occurred_at"),
         sa.Index(None, "session_depth", "event_type"),
         sa.Index(None, "event_type", "occurred_at"),
+        # An index, not a constraint, so ON CONFLICT can target it on both engines.
+        sa.Index(None, "spool_id", unique=True),
+        sa.Index(None, "external_session_id", "occurred_at"),
+        sa.Index(None, "tool_use_id"),
     )
 
     id: uuid.UUID = id_field()

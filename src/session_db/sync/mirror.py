@@ -28,7 +28,9 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import bulk_upsert, coerce_input, translating_errors, upsert_insert
+from session_db.crud.projects import upsert_project
 from session_db.crud.relationships import link_sessions
+from session_db.crud.sessions import ensure_session
 from session_db.database import get_async_session, get_engine
 from session_db.errors import ConflictError, NotFoundError, PathEscapeError
 from session_db.models import (
@@ -373,13 +375,7 @@ async def _claim_project(db: AsyncSession, root: Path) -> uuid.UUID:
     """
     if db.get_bind().dialect.name == "postgresql":
         await db.exec(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(root))))
-    insert = upsert_insert(db, Project).values(
-        id=new_id(), name=(root.name or str(root))[:255], root_path=str(root)
-    )
-    statement = insert.on_conflict_do_update(
-        index_elements=[Project.root_path], set_={"root_path": insert.excluded.root_path}
-    ).returning(Project.id)
-    return (await db.exec(statement)).one()[0]
+    return await upsert_project(db, str(root), root.name or str(root))
 
 
 async def _record(
@@ -591,9 +587,4 @@ async def _link(
 
 
 async def _session_id_for(db: AsyncSession, project_id: uuid.UUID, slug: str) -> uuid.UUID:
-    await db.exec(
-        upsert_insert(db, Session)
-        .values(id=new_id(), session_slug=slug, project_id=project_id)
-        .on_conflict_do_nothing(index_elements=[Session.session_slug])
-    )
-    return (await db.exec(select(Session.id).where(Session.session_slug == slug))).one()
+    return await ensure_session(db, slug, project_id=project_id)

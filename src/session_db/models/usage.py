@@ -1,0 +1,85 @@
+"""Usage records: the tokens and cost of one model response, counted once.
+
+A response is keyed by (`message_id`, `request_id`): Claude Code writes one response as
+several transcript lines, and may replay it into another file, so the key (not the line)
+is what is counted. Every cost says where it came from (`cost_source`) and whether it is
+an estimate: a cost the client reported is exact, one computed from list prices is not.
+"""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from session_db.models.base import (
+    Base,
+    check_in,
+    check_range,
+    created_at_field,
+    enum_field,
+    id_field,
+    money_field,
+    timestamp_field,
+    updated_at_field,
+)
+
+
+class CostSource(StrEnum):
+    """Where a stored cost came from."""
+
+    REPORTED = "reported"
+    COMPUTED = "computed"
+    UNPRICED = "unpriced"
+
+
+def _tokens() -> object:
+    return Field(default=0, ge=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
+
+
+class UsageRecord(Base, table=True):
+    """One model response's token counts and cost, attributed to a session and agent."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        check_in("cost_source", CostSource),
+        check_range("input_tokens", 0),
+        check_range("output_tokens", 0),
+        check_range("cache_creation_tokens", 0),
+        check_range("cache_read_tokens", 0),
+        check_range("cost", 0),
+        sa.Index(None, "message_id", "request_id", unique=True),
+        sa.Index(None, "session_id", "model"),
+    )
+
+    id: uuid.UUID = id_field()
+    session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE")
+    agent_id: uuid.UUID | None = Field(
+        default=None, foreign_key="agents.id", ondelete="SET NULL", index=True
+    )
+    message_id: str = Field(max_length=255)
+    # "" when the client wrote none, so the unique key still holds (NULLs never conflict).
+    request_id: str = Field(default="", max_length=255, sa_column_kwargs={"server_default": ""})
+    model: str = Field(max_length=128)
+    input_tokens: int = _tokens()  # type: ignore[assignment]
+    output_tokens: int = _tokens()  # type: ignore[assignment]
+    cache_creation_tokens: int = _tokens()  # type: ignore[assignment]
+    cache_read_tokens: int = _tokens()  # type: ignore[assignment]
+    cost: Decimal = money_field()
+    cost_source: CostSource = enum_field(CostSource, CostSource.UNPRICED)
+    cost_is_estimate: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
+    occurred_at: datetime | None = timestamp_field()
+    created_at: datetime = created_at_field()
+    updated_at: datetime = updated_at_field()
+
+    @property
+    def total_tokens(self) -> int:
+        """Input, output and both kinds of cached tokens, summed."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_tokens
+            + self.cache_read_tokens
+        )
