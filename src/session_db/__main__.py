@@ -2,7 +2,7 @@
 
 import sys
 
-from session_db.cli.app import main
+from session_db.console import main
 
 if __name__ == "__main__":
     sys.exit(main())

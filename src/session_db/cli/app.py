@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
+from session_db.cli import claude_commands, demo, queries, sync_commands
 from session_db.cli import db as db_commands
-from session_db.cli import demo, queries, sync_commands
 from session_db.cli.common import state
 
 app = typer.Typer(
@@ -32,6 +32,9 @@ app.command("cost")(queries.cost)
 app.command("sync")(sync_commands.sync)
 app.command("watch")(sync_commands.watch)
 app.command("demo")(demo.demo)
+app.add_typer(claude_commands.hook_app, name="hook")
+app.command("ingest")(claude_commands.ingest)
+app.add_typer(claude_commands.import_app, name="import")
 
 
 @app.callback(invoke_without_command=True)

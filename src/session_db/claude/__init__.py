@@ -1,0 +1,1 @@
+"""Claude Code integration: hook capture, delivery and transcript import."""

@@ -1,0 +1,279 @@
+"""`session-db hook`, `hook install|uninstall|status`, `ingest` and `import claude`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from session_db.cli.common import console, print_json, print_table, run
+
+hook_app = typer.Typer(
+    help="Capture Claude Code hook events (`session-db hook` reads one from stdin).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+import_app = typer.Typer(help="Import agent transcripts.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        help="Write the project's .claude/settings.local.json instead of your user settings.",
+        file_okay=False,
+    ),
+]
+UserOption = Annotated[bool, typer.Option("--user", help="Write your user settings (the default).")]
+
+
+@hook_app.callback()
+def hook(ctx: typer.Context) -> None:
+    """Without a command: record the hook event on stdin (what Claude Code runs)."""
+    if ctx.invoked_subcommand is None:
+        from session_db.claude.hook import run as run_hook
+
+        run_hook()
+
+
+def _settings_path(project: Path | None, user: bool) -> Path:
+    from session_db.claude.settings_file import project_settings_path, user_settings_path
+
+    if project is not None and user:
+        raise typer.BadParameter("give --project DIR or --user, not both")
+    if project is not None:
+        return project_settings_path(project.expanduser().resolve())
+    return user_settings_path(os.environ)
+
+
+@hook_app.command("install")
+def install(
+    project: ProjectOption = None, user: UserOption = False, json: JsonOption = False
+) -> None:
+    """Add session-db's hook to Claude Code's settings (backing the file up first)."""
+    from session_db.claude.settings_file import hook_command, install_hooks
+
+    path = _settings_path(project, user)
+    change = install_hooks(path, hook_command())
+    database = run(_prepare_database())
+    if json:
+        print_json(
+            {
+                "settings": str(path),
+                "backup": str(change.backup) if change.backup else None,
+                "added": change.added,
+                "updated": change.updated,
+                "changed": change.changed,
+                "database": database,
+            }
+        )
+        return
+    if change.changed:
+        print(f"hooks installed in {path} for {len(change.added) + len(change.updated)} events")
+        if change.backup:
+            print(f"previous settings saved as {change.backup}")
+    else:
+        print(f"hooks already installed in {path}")
+    print(f"events go to {database}")
+
+
+async def _prepare_database() -> str:
+    from session_db.database import describe_url, init_db
+
+    await init_db()  # so the first events are delivered, not kept waiting for a migration
+    return describe_url()
+
+
+@hook_app.command("uninstall")
+def uninstall(
+    project: ProjectOption = None, user: UserOption = False, json: JsonOption = False
+) -> None:
+    """Remove exactly the hook entries `hook install` added (backing the file up first)."""
+    from session_db.claude.settings_file import uninstall_hooks
+
+    path = _settings_path(project, user)
+    change = uninstall_hooks(path)
+    if json:
+        print_json(
+            {
+                "settings": str(path),
+                "backup": str(change.backup) if change.backup else None,
+                "removed": change.removed,
+                "changed": change.changed,
+            }
+        )
+        return
+    if change.changed:
+        print(f"hooks removed from {path} ({len(change.removed)} events)")
+    else:
+        print(f"no session-db hooks in {path}")
+
+
+@hook_app.command("status")
+def status(json: JsonOption = False) -> None:
+    """Show the spool: events waiting, rejected ones, and whether a deliverer runs."""
+    from session_db.claude import spool
+    from session_db.claude.deliver import spool_status
+
+    directory = spool.spool_dir()
+    info = spool_status(directory)
+    if json:
+        print_json(info)
+        return
+    print_table(
+        f"Spool {directory}",
+        ["waiting events", "batch files", "rejected", "deliverer running"],
+        [(info["waiting"], info["batch_files"], info["rejected"], info["deliverer_running"])],
+    )
+    for line in info["recent_log"]:
+        print(line)
+
+
+def ingest(
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep delivering as events arrive (Ctrl-C stops).")
+    ] = False,
+    linger: Annotated[
+        float | None,
+        typer.Option("--linger", help="With --follow: stop after this many idle seconds."),
+    ] = None,
+    background: Annotated[
+        bool, typer.Option("--background", hidden=True, help="Run as the hook's deliverer.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Deliver the hook events waiting in the spool to the database."""
+    from session_db.claude import spool
+
+    directory = spool.spool_dir()
+    if background:
+        _become_background_deliverer(directory)
+        asyncio.run(_follow(directory, 60.0 if linger is None else linger, quiet=True))
+        return
+    if follow:
+        asyncio.run(_follow(directory, linger, quiet=json))
+        return
+    report = run(_ingest_once(directory))
+    summary = {
+        "delivered": report.delivered,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+        "transcripts_imported": sorted(report.transcripts),
+    }
+    if json:
+        print_json(summary)
+        return
+    print(
+        f"delivered {report.delivered} events"
+        + (f", {report.duplicates} already delivered" if report.duplicates else "")
+        + (
+            f", {report.rejected} rejected (see {directory}/rejected.jsonl)"
+            if report.rejected
+            else ""
+        )
+    )
+
+
+async def _ingest_once(directory: str):  # type: ignore[no-untyped-def]
+    from session_db.claude.deliver import deliver_pending
+    from session_db.database import get_engine, init_db
+
+    await init_db()
+    return await deliver_pending(get_engine(), directory)
+
+
+def _become_background_deliverer(directory: str) -> None:
+    """Log to the spool folder and leave the project's folder (and its `.env`) behind."""
+    from logging.handlers import RotatingFileHandler
+
+    from session_db.claude import spool
+
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chdir(directory)
+    handler = RotatingFileHandler(
+        os.path.join(directory, spool.DELIVERER_LOG), maxBytes=1_000_000, backupCount=2
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+async def _follow(directory: str, linger: float | None, *, quiet: bool) -> None:
+    from session_db.claude.deliver import DeliveryReport, follow
+    from session_db.database import dispose_engine, get_engine
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def report(result: DeliveryReport) -> None:
+        logging.getLogger(__name__).info(
+            "delivered %d events (%d duplicates, %d rejected)",
+            result.delivered,
+            result.duplicates,
+            result.rejected,
+        )
+        if not quiet:
+            print(f"delivered {result.delivered} events", flush=True)
+
+    try:
+        started = await follow(get_engine(), directory, linger=linger, stop=stop, on_report=report)
+    finally:
+        await dispose_engine()
+    if not started and not quiet:
+        print("another deliverer is already running")
+
+
+@import_app.command("claude")
+def import_claude(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Transcript folders or files (default: ~/.claude/projects, or "
+            "$CLAUDE_CONFIG_DIR/projects)."
+        ),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Import Claude Code transcripts: sessions, subagents, tokens and cost (incremental)."""
+    from session_db.claude.importer import default_import_paths
+
+    targets = list(paths) if paths else default_import_paths()
+    missing = [str(path) for path in targets if not path.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such file or folder: {', '.join(missing)}")
+    report = run(_import(targets))
+    if json:
+        print_json(
+            {
+                "files": report.files,
+                "unchanged": report.unchanged,
+                "lines": report.lines,
+                "bad_lines": report.bad_lines,
+                "responses": report.responses,
+                "sessions": sorted(report.sessions),
+                "errors": [{"path": p, "error": e} for p, e in report.errors],
+            }
+        )
+        return
+    print(
+        f"{report.files} transcript files ({report.unchanged} unchanged): {report.lines} new "
+        f"lines, {report.responses} model responses, {len(report.sessions)} sessions"
+    )
+    for path, error in report.errors:
+        console().print(f"[yellow]skipped[/] {path}: {error}")
+
+
+async def _import(targets: list[Path]):  # type: ignore[no-untyped-def]
+    from session_db.claude.importer import import_transcripts
+    from session_db.database import get_engine, init_db
+
+    await init_db()
+    return await import_transcripts(get_engine(), targets)
