@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.claude import spool
 from session_db.claude.events import TRANSCRIPT_EVENTS, HookEvent, parse_line, store_events
+from session_db.crud._base import translating_errors
 from session_db.database import get_async_session
 from session_db.errors import DatabaseNotMigratedError
 from session_db.sync.pool import TRANSIENT_ERRORS
@@ -66,6 +67,7 @@ def pending_events(directory: str) -> bool:
     return bool(spool.batch_files(directory))
 
 
+@translating_errors("database")
 async def ensure_migrated(engine: AsyncEngine) -> None:
     """Raise DatabaseNotMigratedError unless the database is at the newest migration."""
     from session_db.migrate import current_revision, head_revision
@@ -209,6 +211,7 @@ async def follow(
     running = spool.FileLock(directory, spool.DELIVERER_LOCK)
     if not running.acquire(blocking=False):
         return False
+    running.write_pid()
     backoff, idle_since = 0.0, time.monotonic()
     try:
         while not stop.is_set():
@@ -230,6 +233,7 @@ async def follow(
                 running.release()
                 if not pending_events(directory) or not running.acquire(blocking=False):
                     return True
+                running.write_pid()
                 continue
             await _sleep(stop, poll)
     finally:
@@ -270,8 +274,6 @@ def spool_status(directory: str) -> dict[str, object]:
         "waiting": waiting,
         "batch_files": len(files),
         "rejected": rejected,
-        "deliverer_running": spool.deliverer_running(directory)
-        if os.path.isdir(directory)
-        else False,
+        "deliverer_pid": spool.deliverer_pid(directory) if os.path.isdir(directory) else None,
         "recent_log": recent,
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,7 +114,7 @@ def parse_line(line: bytes) -> HookEvent:
     if not isinstance(spool_id, str) or not isinstance(received_ns, int):
         raise ValueError("the spool header has no spool_id or received_at_ns")
     try:
-        payload = json.loads(payload_bytes)
+        payload = json.loads(payload_bytes, parse_float=_finite_or_text, parse_constant=str)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"event {spool_id}: the payload is not valid JSON ({error})") from None
     if not isinstance(payload, dict):
@@ -122,9 +123,33 @@ def parse_line(line: bytes) -> HookEvent:
     return HookEvent(
         spool_id=spool_id,
         received_at=datetime.fromtimestamp(received_ns / 1e9, UTC),
-        payload=scrub_nul(payload),
+        payload=clean_text(payload),
         project_dir=project_dir if isinstance(project_dir, str) and project_dir else None,
     )
+
+
+def _finite_or_text(literal: str) -> float | str:
+    number = float(literal)
+    return number if math.isfinite(number) else literal
+
+
+def clean_text(value: Any) -> Any:
+    """Return `value` with NUL and unpaired surrogates in its strings replaced by U+FFFD.
+
+    Both engines refuse them (PostgreSQL in text and JSON, SQLite's driver in UTF-8), and
+    a hook payload can carry them (a tool output cut in the middle of an emoji). Numbers
+    too large for a float (and NaN, Infinity) were already kept as their text, which
+    PostgreSQL's JSON would refuse as numbers. A documented normalisation, not a refusal.
+    """
+    if isinstance(value, str):
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return scrub_nul(value)
+    if isinstance(value, dict):
+        return {clean_text(key): clean_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean_text(item) for item in value]
+    return value
 
 
 def log_row(event: HookEvent, session_id: uuid.UUID, parent_id: uuid.UUID | None) -> dict[str, Any]:

@@ -168,6 +168,17 @@ def log_line(directory: str, name: str, message: str) -> None:
         os.close(fd)
 
 
+def deliverer_pid(directory: str) -> int | None:
+    """Return the process id a running deliverer wrote in its lock file, if one runs."""
+    if not deliverer_running(directory):
+        return None
+    try:
+        with open(os.path.join(directory, DELIVERER_LOCK), "rb") as handle:
+            return int(handle.read().strip() or b"0") or None
+    except (OSError, ValueError):
+        return None
+
+
 def deliverer_running(directory: str) -> bool:
     """Return whether a following deliverer holds the deliverer lock right now."""
     if fcntl is None:
@@ -207,6 +218,12 @@ class FileLock:
             return False
         self._fd = fd
         return True
+
+    def write_pid(self) -> None:
+        """Record this process's id in the lock file (for `hook status` and operators)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         """Drop the lock (closing the file releases it)."""

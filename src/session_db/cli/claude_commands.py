@@ -127,8 +127,17 @@ def status(json: JsonOption = False) -> None:
         return
     print_table(
         f"Spool {directory}",
-        ["waiting events", "batch files", "rejected", "deliverer running"],
-        [(info["waiting"], info["batch_files"], info["rejected"], info["deliverer_running"])],
+        ["waiting events", "batch files", "rejected", "deliverer"],
+        [
+            (
+                info["waiting"],
+                info["batch_files"],
+                info["rejected"],
+                f"running (pid {info['deliverer_pid']})"
+                if info["deliverer_pid"]
+                else "not running",
+            )
+        ],
     )
     for line in info["recent_log"]:
         print(line)

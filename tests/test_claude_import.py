@@ -1,0 +1,257 @@
+"""Transcript import into the database: per-model tokens and cost, incremental, exact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from session_db import crud
+from session_db.claude import spool
+from session_db.claude.deliver import deliver_pending
+from session_db.claude.importer import import_transcripts
+from session_db.database import get_async_session
+from session_db.models import Agent, CostSource, Session, SessionRole, UsageRecord
+
+FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
+SESSION = "4d5611e5-241a-462a-8d15-5122611a9569"
+EXPLORE = "a2898e3"
+
+# Deduplicated per (message.id, requestId), keeping the line with the most tokens; the
+# subagent's last response completed from the parent's Task result (5,108 output tokens,
+# where the subagent's own last line says 1). Costs at list price (genai-prices).
+EXPECTED = {
+    "claude-opus-4-6": {
+        "responses": 140,
+        "input": 180,
+        "output": 28_763,
+        "cache_creation": 488_218,
+        "cache_read": 11_783_397,
+        "cost": Decimal("9.663036000"),
+    },
+    "claude-sonnet-4-5-20250929": {
+        "responses": 12,
+        "input": 53,
+        "output": 136 - 1 + 5_108,
+        "cache_creation": 71_257,
+        "cache_read": 604_156,
+        "cost": Decimal("0.527264550"),
+    },
+}
+
+
+async def per_model(engine: AsyncEngine) -> dict[str, dict[str, object]]:
+    async with get_async_session(engine) as db:
+        rows = await db.exec(
+            select(
+                UsageRecord.model,
+                sa.func.count(),
+                sa.func.sum(UsageRecord.input_tokens),
+                sa.func.sum(UsageRecord.output_tokens),
+                sa.func.sum(UsageRecord.cache_creation_tokens),
+                sa.func.sum(UsageRecord.cache_read_tokens),
+                sa.func.sum(UsageRecord.cost),
+            ).group_by(UsageRecord.model)
+        )
+        return {
+            model: {
+                "responses": count,
+                "input": int(i),
+                "output": int(o),
+                "cache_creation": int(w),
+                "cache_read": int(r),
+                "cost": Decimal(str(cost)).quantize(Decimal("1e-9")),
+            }
+            for model, count, i, o, w, r, cost in rows.all()
+        }
+
+
+def copy_fixture(tmp_path: Path) -> Path:
+    target = tmp_path / "projects" / "-home-USER-projects-spotter"
+    shutil.copytree(FIXTURE, target, ignore=shutil.ignore_patterns("LICENSE"))
+    return tmp_path / "projects"
+
+
+async def test_fixture_totals_per_model_sessions_and_subagents(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    projects = copy_fixture(tmp_path)
+    report = await import_transcripts(engine, [projects])
+    assert (report.files, report.lines, report.bad_lines) == (3, 1661, 0)
+    assert await per_model(engine) == EXPECTED
+    async with get_async_session(engine) as db:
+        parent = await crud.get_session_by_slug(db, SESSION)
+        child = await crud.get_session_by_slug(db, f"{SESSION}/agent-{EXPLORE}")
+        assert (child.parent_session_id, child.session_role) == (parent.id, SessionRole.SUBAGENT)
+        assert (child.name, child.title) == ("Explore", "Explore transcript rendering codebase")
+        assert parent.name == "radiant-floating-music"  # Claude Code's own session slug
+        assert parent.working_dir == "/home/USER/projects/spotter-worktrees/spotter-dov"
+        assert parent.total_cost == EXPECTED["claude-opus-4-6"]["cost"]
+        assert child.total_cost == EXPECTED["claude-sonnet-4-5-20250929"]["cost"]
+        rollup = await crud.get_session_rollup(db, parent.id)
+        assert rollup.session_count == 2
+        assert rollup.total_cost == parent.total_cost + child.total_cost
+        agents = {(a.session_id, a.agent_type): a for a in (await db.exec(select(Agent))).all()}
+        main = agents[(parent.id, "main")]
+        assert main.sdk_session_id == SESSION  # what `claude --resume` takes
+        assert (main.model, main.num_turns) == ("claude-opus-4-6", 139)
+        compact = agents[(parent.id, "compact")]  # the compaction run counts for the parent
+        assert compact.num_turns == 1 and compact.sdk_session_id is None
+        explore = agents[(child.id, "Explore")]
+        assert explore.output_tokens == EXPECTED["claude-sonnet-4-5-20250929"]["output"]
+        assert explore.agent_metadata["cost_is_estimate"] is True
+        sources = (await db.exec(select(UsageRecord.cost_source).distinct())).all()
+        assert sources == [CostSource.COMPUTED]
+        by_model = await crud.get_cost_breakdown(db, by="model")
+        assert {line.key: line.total_cost for line in by_model} == {
+            model: figures["cost"] for model, figures in EXPECTED.items()
+        }
+
+
+async def test_reimport_and_incremental_reads_count_nothing_twice(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    projects = copy_fixture(tmp_path)
+    main = next(projects.glob(f"*/{SESSION}.jsonl"))
+    full = main.read_bytes()
+    cut = full.rfind(b"\n", 0, len(full) // 2) + 40  # half way, inside a line
+    main.write_bytes(full[:cut])
+    first = await import_transcripts(engine, [projects])
+    assert 0 < first.lines < 1661
+    with main.open("ab") as handle:  # Claude Code keeps appending to the same file
+        handle.write(full[cut:])
+    second = await import_transcripts(engine, [projects])
+    assert first.lines + second.lines == 1661 and second.unchanged == 2
+    third = await import_transcripts(engine, [projects])
+    assert (third.lines, third.unchanged) == (0, 3)
+    assert await per_model(engine) == EXPECTED
+    # A session resumed into a new file replays earlier responses: not counted again.
+    replay = main.with_name("9e0c3b52-0d5f-4d8e-9c61-1f2a3b4c5d6e.jsonl")
+    replay.write_bytes(full)
+    await import_transcripts(engine, [projects])
+    assert await per_model(engine) == EXPECTED
+    # A file replaced by another with the same name is read again from the start.
+    main.write_bytes(full[: full.find(b"\n") + 1])
+    fourth = await import_transcripts(engine, [main])
+    assert fourth.lines == 1
+    assert await per_model(engine) == EXPECTED
+
+
+def _line(**fields: object) -> str:
+    record = {
+        "type": "assistant",
+        "sessionId": "5e1d0c7a-0000-4000-8000-000000000001",
+        "timestamp": "2026-03-01T10:00:00.000Z",
+        "cwd": "/work/bedrock-app",
+        "requestId": "req_1",
+        "uuid": "u1",
+        "message": {
+            "id": "msg_1",
+            "model": "us.anthropic.claude-opus-4-6-v1",
+            "usage": {
+                "input_tokens": 18,
+                "output_tokens": 2_577,
+                "cache_creation_input_tokens": 14_760,
+                "cache_read_input_tokens": 169_817,
+            },
+        },
+    }
+    record.update(fields)
+    return json.dumps(record) + "\n"
+
+
+async def test_bedrock_ids_are_priced_and_a_reported_cost_wins(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "-work-bedrock-app"
+    folder.mkdir()
+    session_file = folder / "5e1d0c7a-0000-4000-8000-000000000001.jsonl"
+    synthetic = {"id": "msg_s", "model": "<synthetic>", "usage": {"input_tokens": 5}}
+    session_file.write_text(
+        _line()
+        + _line(uuid="u2")  # the same response again: counted once
+        + _line(
+            requestId="req_2",
+            uuid="u3",
+            costUSD=0.5,
+            message={"id": "msg_2", "model": "claude-opus-4-6", "usage": {"output_tokens": 10}},
+        )
+        + _line(uuid="u4", requestId="req_3", message=synthetic)
+        + "{not json\n"
+    )
+    report = await import_transcripts(engine, [tmp_path])
+    assert (report.responses, report.bad_lines) == (2, 1)
+    async with get_async_session(engine) as db:
+        records = {r.message_id: r for r in (await db.exec(select(UsageRecord))).all()}
+        assert set(records) == {"msg_1", "msg_2"}
+        bedrock, reported = records["msg_1"], records["msg_2"]
+        assert bedrock.model == "claude-opus-4-6"
+        assert (bedrock.cost, bedrock.cost_source, bedrock.cost_is_estimate) == (
+            Decimal("0.241673500"),  # Anthropic's own figure for this usage
+            CostSource.COMPUTED,
+            True,
+        )
+        assert (reported.cost, reported.cost_source, reported.cost_is_estimate) == (
+            Decimal("0.500000000"),
+            CostSource.REPORTED,
+            False,
+        )
+        session = await crud.get_session_by_slug(db, "5e1d0c7a-0000-4000-8000-000000000001")
+        assert session.total_cost == Decimal("0.741673500")
+
+
+async def test_hook_events_and_transcripts_meet_in_the_same_sessions(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    projects = copy_fixture(tmp_path)
+    transcript = next(projects.glob(f"*/{SESSION}.jsonl"))
+    spool_dir = tmp_path / "spool"
+    cwd = "/home/USER/projects/spotter-worktrees/spotter-dov"
+    for index, payload in enumerate(
+        [
+            {"session_id": SESSION, "hook_event_name": "SessionStart", "cwd": cwd},
+            {
+                "session_id": SESSION,
+                "hook_event_name": "SubagentStart",
+                "agent_id": EXPLORE,
+                "agent_type": "Explore",
+                "cwd": cwd,
+            },
+            # Stop names the transcript: delivery imports it (and its subagents) too.
+            {
+                "session_id": SESSION,
+                "hook_event_name": "Stop",
+                "cwd": cwd,
+                "transcript_path": str(transcript),
+            },
+        ]
+    ):
+        received = 1_770_912_000 * 10**9 + index
+        line = spool.spool_line(
+            json.dumps(payload).encode(), spool.new_spool_id(received), received, None
+        )
+        spool.append_line(str(spool_dir), line)
+    report = await deliver_pending(engine, str(spool_dir))
+    assert report.delivered == 3 and report.transcripts == {str(transcript)}
+    assert await per_model(engine) == EXPECTED
+    async with get_async_session(engine) as db:
+        slugs = sorted(s.session_slug for s in (await db.exec(select(Session))).all())
+        assert slugs == [SESSION, f"{SESSION}/agent-{EXPLORE}"]
+        assert len((await db.exec(select(crud.projects.Project))).all()) == 1
+
+
+def test_default_path_honours_claude_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from session_db.claude.importer import default_import_paths
+
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert default_import_paths() == [tmp_path / "cfg" / "projects"]
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR")
+    assert default_import_paths() == [Path.home() / ".claude" / "projects"]
