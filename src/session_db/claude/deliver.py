@@ -156,8 +156,12 @@ async def deliver_pending(
     *,
     batch_size: int = BATCH_SIZE,
     import_transcripts: bool = True,
+    check_schema: bool = True,
 ) -> DeliveryReport:
     """Deliver everything in the spool now (the `session-db ingest` pass).
+
+    `check_schema` compares the database's migration with the newest first; a
+    long-running deliverer does that once, not on every pass.
 
     Raises:
         DatabaseUnavailableError: The database is down, locked or not migrated; nothing
@@ -170,7 +174,8 @@ async def deliver_pending(
     lock = spool.FileLock(directory, spool.PASS_LOCK)
     await asyncio.to_thread(lock.acquire)
     try:
-        await ensure_migrated(engine)
+        if check_schema:
+            await ensure_migrated(engine)
         spool.rotate(directory)
         for path in spool.batch_files(directory):
             report.add(await deliver_batch_file(engine, directory, path, batch_size))
@@ -212,13 +217,16 @@ async def follow(
     if not running.acquire(blocking=False):
         return False
     running.write_pid()
-    backoff, idle_since = 0.0, time.monotonic()
+    backoff, idle_since, schema_checked = 0.0, time.monotonic(), False
     try:
         while not stop.is_set():
             if pending_events(directory):
                 idle_since = time.monotonic()
                 try:
-                    report = await deliver_pending(engine, directory)
+                    report = await deliver_pending(
+                        engine, directory, check_schema=not schema_checked
+                    )
+                    schema_checked = True
                 except TRANSIENT_ERRORS as error:
                     backoff = min(max(1.0, backoff * 2), 30.0)
                     logger.warning("delivery failed, retrying in %.0f s: %s", backoff, error)

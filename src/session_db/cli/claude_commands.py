@@ -162,7 +162,11 @@ def ingest(
     directory = spool.spool_dir()
     if background:
         _become_background_deliverer(directory)
-        asyncio.run(_follow(directory, 60.0 if linger is None else linger, quiet=True))
+        try:
+            asyncio.run(_follow(directory, 60.0 if linger is None else linger, quiet=True))
+        except Exception:  # nobody sees our stderr: the log is the only witness
+            logging.getLogger(__name__).exception("the deliverer stopped")
+            raise
         return
     if follow:
         asyncio.run(_follow(directory, linger, quiet=json))
