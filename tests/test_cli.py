@@ -17,8 +17,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from session_db.cli.app import main
-from session_db.migrate import head_revision
 from session_db.database import create_engine, get_async_session
+from session_db.migrate import head_revision
 from session_db.sync import StateManager
 
 SECRET = "hunter2-cli"

@@ -124,7 +124,9 @@ def parse_line(line: bytes) -> HookEvent:
         spool_id=spool_id,
         received_at=datetime.fromtimestamp(received_ns / 1e9, UTC),
         payload=clean_text(payload),
-        project_dir=project_dir if isinstance(project_dir, str) and project_dir else None,
+        project_dir=clean_text(project_dir)
+        if isinstance(project_dir, str) and project_dir
+        else None,
     )
 
 

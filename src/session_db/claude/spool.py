@@ -44,28 +44,41 @@ LOG_LIMIT_BYTES = 1_000_000
 _OPEN_RETRIES = 20
 
 
+def _home() -> str:
+    home = os.environ.get("HOME", "")
+    if os.path.isabs(home):
+        return os.path.expanduser("~")
+    import pwd  # HOME unset, empty or relative: the account's home, as platformdirs does
+
+    return pwd.getpwuid(os.getuid()).pw_dir
+
+
 def default_data_dir(environ: dict[str, str] | None = None) -> str:
     """Return the per-user data dir `platformdirs` gives session-db, without importing it."""
     env = os.environ if environ is None else environ
-    home = os.path.expanduser("~")
+    home = _home()
     if sys.platform == "darwin":
         return os.path.join(home, "Library", "Application Support", "session-db")
     if sys.platform == "win32":  # pragma: no cover
         return os.path.join(env.get("LOCALAPPDATA", home), "session-db")
-    xdg = env.get("XDG_DATA_HOME", "").strip()
+    xdg = env.get("XDG_DATA_HOME", "")
     base = xdg if xdg and os.path.isabs(xdg) else os.path.join(home, ".local", "share")
     return os.path.join(base, "session-db")
 
 
 def spool_dir(environ: dict[str, str] | None = None) -> str:
-    """Return the spool folder: SESSION_DB_SPOOL_DIR, else `<data dir>/spool`."""
+    """Return the spool folder, absolute: SESSION_DB_SPOOL_DIR, else `<data dir>/spool`.
+
+    A relative setting is taken from the working directory (the deliverer later changes
+    into the spool folder, so the path must not depend on it again).
+    """
     env = os.environ if environ is None else environ
     explicit = env.get("SESSION_DB_SPOOL_DIR", "").strip()
     if explicit:
-        return os.path.expanduser(explicit)
+        return os.path.abspath(os.path.expanduser(explicit))
     data_dir = env.get("SESSION_DB_DATA_DIR", "").strip()
     base = os.path.expanduser(data_dir) if data_dir else default_data_dir(env)
-    return os.path.join(base, "spool")
+    return os.path.abspath(os.path.join(base, "spool"))
 
 
 def new_spool_id(now_ns: int) -> str:
@@ -80,7 +93,9 @@ def json_string(text: str | None) -> bytes:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     if any(ord(char) < 0x20 for char in escaped):
         escaped = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 else c for c in escaped)
-    return b'"' + escaped.encode("utf-8", "replace") + b'"'
+    # Undecodable bytes of a path (surrogate escapes) become \udcXX escapes, which the
+    # deliverer turns into U+FFFD like any unpaired surrogate.
+    return b'"' + escaped.encode("utf-8", "backslashreplace") + b'"'
 
 
 def spool_line(
