@@ -54,6 +54,7 @@ from session_db.crud.projects import (
     get_project_by_path,
     list_projects,
     update_project,
+    upsert_project,
 )
 from session_db.crud.relationships import (
     get_ancestors,
@@ -71,6 +72,7 @@ from session_db.crud.sessions import (
     count_sessions,
     create_session,
     delete_session,
+    ensure_session,
     get_session,
     get_session_by_slug,
     list_sessions,
@@ -131,6 +133,7 @@ __all__ = [
     "delete_task",
     "delete_task_group",
     "delete_thread",
+    "ensure_session",
     "get_active_session",
     "get_agent",
     "get_agent_by_sdk_session_id",
@@ -189,4 +192,5 @@ __all__ = [
     "update_thread",
     "update_thread_message",
     "update_thread_timestamp",
+    "upsert_project",
 ]
