@@ -343,14 +343,14 @@ from session_db.claude.deliver import deliver_pending
 from session_db.config import Settings
 from session_db.database import create_engine
 engine = create_engine(Settings(_env_file=None), url=sys.argv[1])
-asyncio.run(deliver_pending(engine, sys.argv[2], batch_size=10, import_transcripts=False))
+asyncio.run(deliver_pending(engine, sys.argv[2], batch_size=5, import_transcripts=False))
 """
 
 
 def test_a_deliverer_killed_mid_batch_leaves_exactly_once_delivery(
     db_url: URL, engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    pairs = 1000
+    pairs = 2000
     lines = []
     for index in range(pairs):
         tool = {"tool_name": "Bash", "tool_use_id": f"toolu_{index}", "tool_input": {"n": index}}
