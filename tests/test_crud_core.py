@@ -1,5 +1,6 @@
 """Projects, sessions, agents and agent logs through the CRUD layer, and its error contract."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -85,6 +86,26 @@ async def test_project_crud_round_trip(db: AsyncSession) -> None:
     await crud.delete_project(db, project.id)
     with pytest.raises(NotFoundError, match="project with id="):
         await crud.get_project(db, project.id)
+
+
+async def test_upsert_project_and_ensure_session_are_idempotent(engine: AsyncEngine) -> None:
+    async def claim() -> tuple[uuid.UUID, uuid.UUID]:
+        async with get_async_session(engine) as db:
+            project_id = await crud.upsert_project(db, "/work/app")
+            session_id = await crud.ensure_session(
+                db, "s-upsert", project_id=project_id, title="first"
+            )
+            return project_id, session_id
+
+    first, again, *others = await asyncio.gather(*(claim() for _ in range(4)))
+    assert first == again and all(other == first for other in others)
+    async with get_async_session(engine) as db:
+        project = await crud.get_project(db, first[0])
+        assert (project.name, project.root_path) == ("app", "/work/app")
+        assert await crud.ensure_session(db, "s-upsert", title="ignored") == first[1]
+        session = await crud.get_session(db, first[1])
+        assert (session.title, session.project_id) == ("first", first[0])
+        assert await crud.count_projects(db) == 1
 
 
 async def test_session_update_derives_duration_and_keeps_unset_fields(db: AsyncSession) -> None:

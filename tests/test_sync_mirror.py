@@ -123,10 +123,7 @@ async def rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
         for table in metadata.sorted_tables:
             result = await connection.execute(core_select(table))
             snapshot[table.name] = sorted(
-                (
-                    {k: v for k, v in row._mapping.items() if k not in volatile}
-                    for row in result
-                ),
+                ({k: v for k, v in row._mapping.items() if k not in volatile} for row in result),
                 key=repr,
             )
     return snapshot
@@ -141,9 +138,9 @@ async def test_a_project_sync_mirrors_sessions_plans_links_and_agents(
 ) -> None:
     progress: list[tuple[str, int, int]] = []
     report = await sync_project(
-        project, engine=engine, on_progress=lambda r, done, total: progress.append(
-            (r.session_dir.name, done, total)
-        )
+        project,
+        engine=engine,
+        on_progress=lambda r, done, total: progress.append((r.session_dir.name, done, total)),
     )
     assert report.counts["synchronized"] == 3 and not report.problems
     assert progress == [("child", 1, 3), ("old", 2, 3), ("parent", 3, 3)]
@@ -272,20 +269,29 @@ async def test_plan_edits_are_mirrored_and_rows_without_a_plan_id_are_kept(
 
 
 BAD_FILES = {
-    "malformed": ("state.json", '{"$schema": "x", "session_id": "parent",,}', "error",
-                  "not valid JSON"),
+    "malformed": (
+        "state.json",
+        '{"$schema": "x", "session_id": "parent",,}',
+        "error",
+        "not valid JSON",
+    ),
     "truncated": ("state.json", None, "error", "not valid JSON"),
     "wrong-type": ("state.json", {"current_phase": 5}, "error", "current_phase"),
-    "foreign": ("state.json", '{"name": "eslint-config", "rules": {}}', "unrecognised",
-                "not a session state"),
+    "foreign": (
+        "state.json",
+        '{"name": "eslint-config", "rules": {}}',
+        "unrecognised",
+        "not a session state",
+    ),
     "plan-cycle": ("plan.json", "cycle", "error", "cycle"),
     "plan-wrong-type": ("plan.json", '{"checkpoints": {"1": "x"}}', "error", "checkpoints"),
     "not-utf8": ("state.json", b'{"$schema": "\xff"}', "error", "not UTF-8"),
 }
 
 
-@pytest.mark.parametrize(("name", "content", "status", "message"), BAD_FILES.values(),
-                         ids=list(BAD_FILES))
+@pytest.mark.parametrize(
+    ("name", "content", "status", "message"), BAD_FILES.values(), ids=list(BAD_FILES)
+)
 async def test_a_broken_file_is_recorded_and_the_last_good_rows_stay(
     engine: AsyncEngine, project: Path, name: str, content: Any, status: str, message: str
 ) -> None:
@@ -336,7 +342,11 @@ async def test_a_folder_without_state_json_is_unrecognised_and_the_batch_goes_on
     (project / "agents/sessions/notes/spec.md").write_text("# not a session")
     report = await sync_project(project, engine=engine)
     assert report.counts == {
-        "synchronized": 3, "unchanged": 0, "error": 0, "unrecognised": 1, "missing": 0
+        "synchronized": 3,
+        "unchanged": 0,
+        "error": 0,
+        "unrecognised": 1,
+        "missing": 0,
     }
     assert "has no state.json" in (report.problems[0].message or "")
 
@@ -427,8 +437,9 @@ async def test_two_syncers_of_one_project_at_once_make_no_duplicates(
 ) -> None:
     sessions = project / "agents/sessions"
     for n in range(20):
-        manager = StateManager.create(sessions / f"extra-{n:02}", topic=f"Extra {n}",
-                                      parent_session="parent")
+        manager = StateManager.create(
+            sessions / f"extra-{n:02}", topic=f"Extra {n}", parent_session="parent"
+        )
         write_plan(manager.session_dir, PLAN)
     second = create_engine(isolated_settings(), url=db_url)
     try:
@@ -443,13 +454,27 @@ async def test_two_syncers_of_one_project_at_once_make_no_duplicates(
     async with get_async_session(engine) as db:
         count = {
             table.__tablename__: len((await db.exec(select(table))).all())
-            for table in (Session, Task, TaskGroup, TaskDependency, SessionRelationship, Agent,
-                          SyncState, Project)
+            for table in (
+                Session,
+                Task,
+                TaskGroup,
+                TaskDependency,
+                SessionRelationship,
+                Agent,
+                SyncState,
+                Project,
+            )
         }
         parent = await by_slug(db, "parent")
     assert count == {
-        "sessions": 23, "tasks": 63, "task_groups": 84, "task_dependencies": 42,
-        "session_relationships": 22, "agents": 1, "sync_states": 23, "projects": 1,
+        "sessions": 23,
+        "tasks": 63,
+        "task_groups": 84,
+        "task_dependencies": 42,
+        "session_relationships": 22,
+        "agents": 1,
+        "sync_states": 23,
+        "projects": 1,
     }
     assert parent.agent_count == 21
 
