@@ -218,6 +218,27 @@ async def default_database(
             await cleaner.dispose()
 
 
+@pytest.fixture
+def cli_db(db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[URL]:
+    """SESSION_DB_URL pointing at the test database; PostgreSQL emptied afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SESSION_DB_URL", db_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("SESSION_DB_DATA_DIR", str(tmp_path / "data"))
+    yield db_url
+    if db_url.get_backend_name() == "postgresql":
+        engine = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
+        asyncio.run(truncate_all(engine))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `session-db ARGS` in this process; return (exit code, stdout, stderr)."""
+    from session_db.cli.app import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_python(
     *args: str, env_changes: dict[str, str] | None = None, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

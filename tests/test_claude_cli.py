@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings, truncate_all
+from conftest import cli
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
 from session_db.claude import spool
 from session_db.claude.settings_file import is_our_command
-from session_db.cli.app import main
-from session_db.database import create_engine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
 
 
 @pytest.fixture
-def cli_env(db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """The test database and a private spool; returns the spool folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SESSION_DB_URL", db_url.render_as_string(hide_password=False))
+def cli_env(cli_db: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The test database and a private spool no deliverer is started for; returns the spool."""
     monkeypatch.setenv("SESSION_DB_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("SESSION_DB_AUTO_DELIVER", "0")
-    yield tmp_path / "spool"
-    if db_url.get_backend_name() == "postgresql":
-        engine = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
-        asyncio.run(truncate_all(engine))
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return tmp_path / "spool"
 
 
 def test_hook_install_and_uninstall_a_project(

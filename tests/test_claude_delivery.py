@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,13 @@ from sqlmodel import select
 
 from session_db import crud
 from session_db.claude import spool
-from session_db.claude.deliver import deliver_pending, pending_events, read_batch_file
+from session_db.claude.deliver import (
+    DeliveryReport,
+    deliver_pending,
+    follow,
+    pending_events,
+    read_batch_file,
+)
 from session_db.claude.events import store_events, subagent_slug
 from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
@@ -434,3 +441,42 @@ def test_the_hook_starts_a_deliverer_and_events_arrive_within_seconds(
     while spool.deliverer_running(str(spool_dir)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not spool.deliverer_running(str(spool_dir)), "SIGTERM stops the deliverer"
+
+
+async def test_follow_delivers_leaves_when_idle_and_defers_to_a_running_one(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    for index in range(3):
+        spool_event(tmp_path, base("PreToolUse", tool_use_id=f"t{index}"), at_s=index)
+    reports: list[DeliveryReport] = []
+    started = await asyncio.wait_for(
+        follow(engine, str(tmp_path), linger=0.3, poll=0.05, on_report=reports.append), 20
+    )
+    assert started is True
+    assert sum(report.delivered for report in reports) == 3
+    assert not spool.deliverer_running(str(tmp_path)), "it let go of the lock when it left"
+    held = spool.FileLock(str(tmp_path), spool.DELIVERER_LOCK)
+    assert held.acquire(blocking=False)
+    try:
+        assert await follow(engine, str(tmp_path), linger=0.1) is False
+    finally:
+        held.release()
+
+
+async def test_follow_keeps_retrying_while_the_database_is_down(
+    engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="session_db.claude.deliver")
+    spool_dir = tmp_path / "spool"
+    spool_event(spool_dir, base("Stop"), at_s=0)
+    settings = Settings(_env_file=None, connect_timeout=2)  # type: ignore[call-arg]
+    down = create_engine(settings, url=_unreachable_url(engine, tmp_path))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(1.5, stop.set)
+    try:
+        # linger=0 would leave at once if it counted a failing database as idle.
+        assert await asyncio.wait_for(follow(down, str(spool_dir), linger=0, stop=stop), 20)
+    finally:
+        await down.dispose()
+    assert stop.is_set() and pending_events(str(spool_dir))
+    assert "delivery failed, retrying" in caplog.text

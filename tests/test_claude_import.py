@@ -249,9 +249,9 @@ async def test_hook_events_and_transcripts_meet_in_the_same_sessions(
 def test_default_path_honours_claude_config_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from session_db.claude.importer import default_import_paths
+    from session_db.claude.transcript import default_projects_dir
 
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "cfg"))
-    assert default_import_paths() == [tmp_path / "cfg" / "projects"]
+    assert [default_projects_dir()] == [tmp_path / "cfg" / "projects"]
     monkeypatch.delenv("CLAUDE_CONFIG_DIR")
-    assert default_import_paths() == [Path.home() / ".claude" / "projects"]
+    assert [default_projects_dir()] == [Path.home() / ".claude" / "projects"]

@@ -8,38 +8,18 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings, truncate_all
+from conftest import cli, isolated_settings
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from session_db.cli.app import main
 from session_db.database import create_engine, get_async_session
 from session_db.migrate import head_revision
 from session_db.sync import StateManager
 
 SECRET = "hunter2-cli"
-
-
-@pytest.fixture
-def cli_db(db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[URL]:
-    """SESSION_DB_URL pointing at the test database; PostgreSQL emptied afterwards."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SESSION_DB_URL", db_url.render_as_string(hide_password=False))
-    monkeypatch.setenv("SESSION_DB_DATA_DIR", str(tmp_path / "data"))
-    yield db_url
-    if db_url.get_backend_name() == "postgresql":
-        engine = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
-        asyncio.run(truncate_all(engine))
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:

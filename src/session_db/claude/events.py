@@ -33,7 +33,7 @@ from session_db.claude import spool
 from session_db.crud._base import BULK_CHUNK, upsert_insert
 from session_db.crud.projects import upsert_project
 from session_db.crud.relationships import link_sessions
-from session_db.crud.sessions import ensure_session
+from session_db.crud.sessions import elapsed_ms, ensure_session
 from session_db.errors import ConflictError
 from session_db.models import (
     AgentLog,
@@ -192,18 +192,22 @@ class SessionResolver:
             self._projects[root] = await upsert_project(self.db, root[:1024])
         return self._projects[root]
 
+    async def session(self, external: str, root: str | None) -> tuple[uuid.UUID, uuid.UUID | None]:
+        """Return (session id, project id) of a Claude Code session, creating it if new."""
+        project_id = await self.project_id(root)
+        session_id = await self._ensure(
+            external[:255],
+            {"project_id": project_id, "working_dir": (root or "")[:4096] or None},
+        )
+        return session_id, project_id
+
     async def resolve(self, event: HookEvent) -> tuple[uuid.UUID, uuid.UUID | None]:
         """Return (session id, parent session id or None) for an event."""
         external = event.text("session_id")
         agent_id = event.text("agent_id")
         if external is None:
             return await self._ensure(UNATTRIBUTED_SLUG, {}), None
-        root = event.project_dir or event.text("cwd")
-        project_id = await self.project_id(root)
-        parent = await self._ensure(
-            external[:255],
-            {"project_id": project_id, "working_dir": (root or "")[:4096] or None},
-        )
+        parent, project_id = await self.session(external, event.project_dir or event.text("cwd"))
         if agent_id is None:
             return parent, None
         child = await self.subagent(
@@ -259,18 +263,20 @@ def _earlier(current: datetime | None, at: datetime) -> datetime:
     return at if current is None or at < current else current
 
 
-def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, round((end - start).total_seconds() * 1000))
+def cover_span(session: Session, first: datetime | None, last: datetime | None) -> None:
+    """Widen a session's start, last activity and end to cover [first, last]."""
+    if first is not None:
+        session.started_at = _earlier(session.started_at, first)
+    if last is not None:
+        session.last_activity_at = _later(session.last_activity_at, last)
+        session.ended_at = _later(session.ended_at, last)
+    session.duration_ms = elapsed_ms(session.started_at, session.ended_at)
 
 
 def touch_session(session: Session, event: HookEvent) -> None:
     """Move a session's start, last activity and end to cover this event."""
     at = event.received_at
-    session.started_at = _earlier(session.started_at, at)
-    session.last_activity_at = _later(session.last_activity_at, at)
-    session.ended_at = _later(session.ended_at, at)
+    cover_span(session, at, at)
     name = event.name
     metadata = dict(session.session_metadata or {})
     if name == "SessionStart":
@@ -288,7 +294,6 @@ def touch_session(session: Session, event: HookEvent) -> None:
         session.name = agent_type[:255]
     if metadata != (session.session_metadata or {}):
         session.session_metadata = metadata
-    session.duration_ms = _duration_ms(session.started_at, session.ended_at)
 
 
 class ToolCalls:
@@ -322,7 +327,7 @@ class ToolCalls:
                 call.error = error if isinstance(error, str) else json.dumps(error)
                 interrupt = event.payload.get("is_interrupt")
                 call.is_interrupt = interrupt if isinstance(interrupt, bool) else None
-        call.duration_ms = _duration_ms(call.started_at, call.ended_at)
+        call.duration_ms = elapsed_ms(call.started_at, call.ended_at)
         self.db.add(call)
         await self.db.flush()
         return call
@@ -373,7 +378,9 @@ def launched_agent_id(event: HookEvent) -> str | None:
 
 
 async def apply_events(
-    db: AsyncSession, events: list[tuple[HookEvent, uuid.UUID, uuid.UUID | None]]
+    db: AsyncSession,
+    resolver: SessionResolver,
+    events: list[tuple[HookEvent, uuid.UUID, uuid.UUID | None]],
 ) -> None:
     """Build sessions, subagents and tool calls from newly stored events, in order."""
     sessions_by_id: dict[uuid.UUID, Session] = {}
@@ -381,7 +388,6 @@ async def apply_events(
     if wanted:
         rows = await db.exec(select(Session).where(Session.id.in_(wanted)))  # type: ignore[attr-defined]
         sessions_by_id = {row.id: row for row in rows.all()}
-    resolver = SessionResolver(db)
     tools = ToolCalls(db)
     for event, session_id, parent_id in sorted(events, key=lambda item: item[0].received_at):
         touch_session(sessions_by_id[session_id], event)
@@ -410,9 +416,7 @@ async def apply_events(
             description = tool_input.get("description")
             if child.title is None and isinstance(description, str):
                 child.title = description[:500]
-            child.ended_at = _later(child.ended_at, event.received_at)
-            child.started_at = _earlier(child.started_at, call.started_at or event.received_at)
-            child.duration_ms = _duration_ms(child.started_at, child.ended_at)
+            cover_span(child, call.started_at or event.received_at, event.received_at)
     await db.flush()
 
 
@@ -439,5 +443,5 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> list[HookEv
         )
         stored.update(spool_id for (spool_id,) in (await db.exec(statement)).all())
     new = [placed[spool_id] for spool_id in placed if spool_id in stored]
-    await apply_events(db, new)
+    await apply_events(db, resolver, new)
     return [event for event, _, _ in new]

@@ -23,7 +23,6 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.claude.events import SOURCE_APP, SessionResolver
+from session_db.claude.events import SOURCE_APP, SessionResolver, cover_span
 from session_db.claude.pricing import price_usage
 from session_db.claude.transcript import (
     SubagentLaunch,
@@ -49,7 +48,6 @@ from session_db.claude.transcript import (
     session_facts,
 )
 from session_db.crud._base import BULK_CHUNK, upsert_insert
-from session_db.crud.sessions import ensure_session
 from session_db.database import get_async_session
 from session_db.models import (
     Agent,
@@ -86,12 +84,14 @@ def agent_key(session_id: uuid.UUID, role: str, model: str) -> uuid.UUID:
     return uuid.uuid5(AGENT_NAMESPACE, f"{session_id}:{role}:{model}")
 
 
-def file_identity(path: Path) -> str:
-    """Return (device, inode, hash of the first line): what changes when a file is replaced."""
-    stat = path.stat()
+def file_identity(path: Path) -> tuple[str, int]:
+    """Return the file's identity and size; the identity (device, inode, hash of the first
+    line) is what changes when a file is replaced rather than appended to."""
     with path.open("rb") as handle:
+        stat = os.fstat(handle.fileno())
         first = handle.readline(65536)
-    return f"{stat.st_dev}:{stat.st_ino}:{hashlib.sha256(first).hexdigest()[:16]}"
+    identity = f"{stat.st_dev}:{stat.st_ino}:{hashlib.sha256(first).hexdigest()[:16]}"
+    return identity, stat.st_size
 
 
 def transcripts_under(paths: Iterable[str | Path]) -> list[TranscriptFile]:
@@ -137,12 +137,16 @@ async def import_transcripts(
 async def import_file(db: AsyncSession, transcript: TranscriptFile, report: ImportReport) -> None:
     """Import the new lines of one transcript file inside the caller's transaction."""
     path = transcript.path
-    identity = await asyncio.to_thread(file_identity, path)
+    identity, size = await asyncio.to_thread(file_identity, path)
     progress = await _progress_row(db, str(path))
     offset = progress.byte_offset
-    if progress.file_identity != identity or path.stat().st_size < offset:
+    if progress.file_identity != identity or size < offset:
         offset = 0  # replaced or truncated: read again; the usage key forbids double counts
-    lines, new_offset = await asyncio.to_thread(read_complete_lines, path, offset)
+    lines, new_offset = (
+        ([], offset)
+        if size == offset
+        else await asyncio.to_thread(read_complete_lines, path, offset)
+    )
     if not lines:
         report.unchanged += 1
         progress.file_identity = identity
@@ -187,13 +191,7 @@ async def _import_records(
 ) -> uuid.UUID:
     facts = session_facts(records)
     resolver = SessionResolver(db)
-    project_id = await resolver.project_id(facts.cwd)
-    parent_id = await ensure_session(
-        db,
-        transcript.session_id[:255],
-        source_app=SOURCE_APP,
-        **({"project_id": project_id, "working_dir": facts.cwd[:4096]} if facts.cwd else {}),
-    )
+    parent_id, project_id = await resolver.session(transcript.session_id, facts.cwd)
     session_id, role = parent_id, MAIN_ROLE
     if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
         session_id = await resolver.subagent(
@@ -204,7 +202,7 @@ async def _import_records(
     report.sessions.add(transcript.session_id)
     session = await db.get(Session, session_id)
     assert session is not None  # ensured above, in this transaction
-    _stretch(session, facts.first_at, facts.last_at)
+    cover_span(session, facts.first_at, facts.last_at)
     metadata = dict(session.session_metadata or {})
     for key, value in (("claude_version", facts.version), ("git_branch", facts.git_branch)):
         if value:
@@ -215,26 +213,13 @@ async def _import_records(
 
     entries = dedupe(entry for entry in map(parse_usage, records) if entry is not None)
     report.responses += len(entries)
-    await _store_usage(db, session, role, transcript, entries)
+    await _store_usage(db, session, role, entries)
     if transcript.kind == TranscriptKind.MAIN:
         launches = [launch for launch in parse_subagent_launches(records) if launch.agent_id]
         for launch in launches:
             await _attach_launch(db, resolver, session, project_id, launch)
     await refresh_usage_totals(db, session_id)
     return session_id
-
-
-def _stretch(session: Session, first: datetime | None, last: datetime | None) -> None:
-    if first is not None and (session.started_at is None or first < session.started_at):
-        session.started_at = first
-    if last is not None:
-        if session.last_activity_at is None or last > session.last_activity_at:
-            session.last_activity_at = last
-        if session.ended_at is None or last > session.ended_at:
-            session.ended_at = last
-    if session.started_at and session.ended_at:
-        delta = session.ended_at - session.started_at
-        session.duration_ms = max(0, round(delta.total_seconds() * 1000))
 
 
 async def _ensure_agent(
@@ -274,7 +259,6 @@ async def _store_usage(
     db: AsyncSession,
     session: Session,
     role: str,
-    transcript: TranscriptFile,
     entries: list[UsageEntry],
 ) -> None:
     rows = []
@@ -445,10 +429,3 @@ async def refresh_usage_totals(db: AsyncSession, session_id: uuid.UUID) -> None:
         session.total_cost = to_money(total_cost)
         db.add(session)
     await db.flush()
-
-
-def default_import_paths() -> list[Path]:
-    """Return Claude Code's projects folder (honouring CLAUDE_CONFIG_DIR)."""
-    from session_db.claude.transcript import default_projects_dir
-
-    return [default_projects_dir(os.environ)]

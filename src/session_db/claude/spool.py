@@ -198,19 +198,11 @@ def deliverer_running(directory: str) -> bool:
     """Return whether a following deliverer holds the deliverer lock right now."""
     if fcntl is None:
         return True  # no locks here: never start one from the hook
-    _ensure_dir(directory)
-    fd = os.open(
-        os.path.join(directory, DELIVERER_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-    )
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    probe = FileLock(directory, DELIVERER_LOCK)
+    if not probe.acquire(blocking=False):
+        return True
+    probe.release()
+    return False
 
 
 class FileLock:

@@ -256,9 +256,9 @@ def import_claude(
     json: JsonOption = False,
 ) -> None:
     """Import Claude Code transcripts: sessions, subagents, tokens and cost (incremental)."""
-    from session_db.claude.importer import default_import_paths
+    from session_db.claude.transcript import default_projects_dir
 
-    targets = list(paths) if paths else default_import_paths()
+    targets = list(paths) if paths else [default_projects_dir()]
     missing = [str(path) for path in targets if not path.exists()]
     if missing:
         raise typer.BadParameter(f"no such file or folder: {', '.join(missing)}")

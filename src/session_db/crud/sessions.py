@@ -40,7 +40,8 @@ ENTITY = "session"
 ORDERS = ("created_at", "started_at", "updated_at", "last_activity_at", "session_slug")
 
 
-def _duration_ms(started_at: datetime | None, ended_at: datetime | None) -> int | None:
+def elapsed_ms(started_at: datetime | None, ended_at: datetime | None) -> int | None:
+    """Return the milliseconds from start to end (never negative), or None if either is."""
     if started_at is None or ended_at is None:
         return None
     return max(0, round((ended_at - started_at).total_seconds() * 1000))
@@ -58,7 +59,7 @@ async def create_session(db: AsyncSession, data: SessionCreate | Mapping[str, An
     session_in = coerce_input(SessionCreate, data, ENTITY)
     derived = {}
     if session_in.duration_ms is None:
-        derived["duration_ms"] = _duration_ms(session_in.started_at, session_in.ended_at)
+        derived["duration_ms"] = elapsed_ms(session_in.started_at, session_in.ended_at)
     return await save(db, build_row(Session, session_in, ENTITY, **derived), ENTITY)
 
 
@@ -206,7 +207,7 @@ async def update_session(
     session = await get_or_raise(db, Session, session_id, ENTITY)
     changed = apply_update(session, changes, ENTITY)
     if changed & {"started_at", "ended_at"} and "duration_ms" not in changed:
-        session.duration_ms = _duration_ms(session.started_at, session.ended_at)
+        session.duration_ms = elapsed_ms(session.started_at, session.ended_at)
     return await save(db, session, ENTITY)
 
 

@@ -20,6 +20,7 @@ from session_db.models.base import (
     money_field,
     text_field,
     timestamp_field,
+    token_field,
     updated_at_field,
 )
 
@@ -34,10 +35,6 @@ class AgentStatus(StrEnum):
     EXECUTING = "executing"
     COMPLETE = "complete"
     FAILED = "failed"
-
-
-def _token_field() -> Any:
-    return Field(default=0, ge=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class AgentBase(Base):
@@ -55,10 +52,10 @@ class AgentBase(Base):
     sdk_session_id: str | None = Field(default=None, max_length=255, index=True)
     status: AgentStatus = enum_field(AgentStatus, AgentStatus.PENDING)
     checkpoint_id: int | None = Field(default=None, ge=0)
-    input_tokens: int = _token_field()
-    output_tokens: int = _token_field()
-    cache_creation_tokens: int = _token_field()
-    cache_read_tokens: int = _token_field()
+    input_tokens: int = token_field()
+    output_tokens: int = token_field()
+    cache_creation_tokens: int = token_field()
+    cache_read_tokens: int = token_field()
     total_cost: Decimal = money_field()
     num_turns: int | None = Field(default=None, ge=0)
     duration_ms: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)

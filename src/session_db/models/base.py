@@ -214,6 +214,11 @@ def count_field(*, default: int = 0) -> Any:
     return Field(default=default, ge=0, sa_column_kwargs={"server_default": str(default)})
 
 
+def token_field() -> Any:
+    """Return a non-negative token count (BIGINT: long sessions pass two billion)."""
+    return Field(default=0, ge=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
+
+
 def text_field(*, nullable: bool = True) -> Any:
     """Return an unbounded text field."""
     return Field(default=None if nullable else ..., sa_type=sa.Text)

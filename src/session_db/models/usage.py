@@ -23,6 +23,7 @@ from session_db.models.base import (
     id_field,
     money_field,
     timestamp_field,
+    token_field,
     updated_at_field,
 )
 
@@ -33,10 +34,6 @@ class CostSource(StrEnum):
     REPORTED = "reported"
     COMPUTED = "computed"
     UNPRICED = "unpriced"
-
-
-def _tokens() -> object:
-    return Field(default=0, ge=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class UsageRecord(Base, table=True):
@@ -63,23 +60,13 @@ class UsageRecord(Base, table=True):
     # "" when the client wrote none, so the unique key still holds (NULLs never conflict).
     request_id: str = Field(default="", max_length=255, sa_column_kwargs={"server_default": ""})
     model: str = Field(max_length=128)
-    input_tokens: int = _tokens()  # type: ignore[assignment]
-    output_tokens: int = _tokens()  # type: ignore[assignment]
-    cache_creation_tokens: int = _tokens()  # type: ignore[assignment]
-    cache_read_tokens: int = _tokens()  # type: ignore[assignment]
+    input_tokens: int = token_field()
+    output_tokens: int = token_field()
+    cache_creation_tokens: int = token_field()
+    cache_read_tokens: int = token_field()
     cost: Decimal = money_field()
     cost_source: CostSource = enum_field(CostSource, CostSource.UNPRICED)
     cost_is_estimate: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
     occurred_at: datetime | None = timestamp_field()
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
-
-    @property
-    def total_tokens(self) -> int:
-        """Input, output and both kinds of cached tokens, summed."""
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_creation_tokens
-            + self.cache_read_tokens
-        )
