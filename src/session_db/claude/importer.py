@@ -57,7 +57,7 @@ from session_db.models import (
     TranscriptImport,
     UsageRecord,
 )
-from session_db.models.base import new_id, to_money, utcnow
+from session_db.models.base import TOKEN_COLUMNS, new_id, to_money, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -291,30 +291,11 @@ async def _store_usage(
     table = UsageRecord.__table__.c  # type: ignore[attr-defined]
     for start in range(0, len(rows), BULK_CHUNK):
         insert = upsert_insert(db, UsageRecord).values(rows[start : start + BULK_CHUNK])
-        new_total = (
-            insert.excluded.input_tokens
-            + insert.excluded.output_tokens
-            + insert.excluded.cache_creation_tokens
-            + insert.excluded.cache_read_tokens
-        )
-        old_total = (
-            table.input_tokens
-            + table.output_tokens
-            + table.cache_creation_tokens
-            + table.cache_read_tokens
-        )
+        new_total = sum(insert.excluded[column] for column in TOKEN_COLUMNS)
+        old_total = sum(table[column] for column in TOKEN_COLUMNS)
         # A response seen again (a replay, or a later line of it) keeps its first session
         # and agent; only a line with more tokens replaces the counts.
-        changed = (
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_tokens",
-            "cache_read_tokens",
-            "cost",
-            "cost_source",
-            "cost_is_estimate",
-            "updated_at",
-        )
+        changed = (*TOKEN_COLUMNS, "cost", "cost_source", "cost_is_estimate", "updated_at")
         await db.exec(
             insert.on_conflict_do_update(
                 index_elements=[table.message_id, table.request_id],

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Relationship
 
 from session_db.models.base import (
+    TOKEN_COLUMNS,
     Base,
     check_in,
     check_range,
@@ -72,10 +73,7 @@ class Agent(AgentBase, table=True):
     __table_args__ = (
         check_in("status", AgentStatus),
         check_range("checkpoint_id", 0),
-        check_range("input_tokens", 0),
-        check_range("output_tokens", 0),
-        check_range("cache_creation_tokens", 0),
-        check_range("cache_read_tokens", 0),
+        *(check_range(column, 0) for column in TOKEN_COLUMNS),
         check_range("total_cost", 0),
         check_range("num_turns", 0),
         check_range("duration_ms", 0),

@@ -214,6 +214,10 @@ def count_field(*, default: int = 0) -> Any:
     return Field(default=default, ge=0, sa_column_kwargs={"server_default": str(default)})
 
 
+# The four token counts every usage-bearing table keeps, in the order Anthropic reports them.
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+
+
 def token_field() -> Any:
     """Return a non-negative token count (BIGINT: long sessions pass two billion)."""
     return Field(default=0, ge=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})

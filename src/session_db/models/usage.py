@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 from session_db.models.base import (
+    TOKEN_COLUMNS,
     Base,
     check_in,
     check_range,
@@ -42,10 +43,7 @@ class UsageRecord(Base, table=True):
     __tablename__ = "usage_records"
     __table_args__ = (
         check_in("cost_source", CostSource),
-        check_range("input_tokens", 0),
-        check_range("output_tokens", 0),
-        check_range("cache_creation_tokens", 0),
-        check_range("cache_read_tokens", 0),
+        *(check_range(column, 0) for column in TOKEN_COLUMNS),
         check_range("cost", 0),
         sa.Index(None, "message_id", "request_id", unique=True),
         sa.Index(None, "session_id", "model"),
