@@ -65,6 +65,68 @@ class DatabaseNotMigratedError(DatabaseUnavailableError):
     """The database is not at the newest migration yet; work waits until it is."""
 
 
+# The one classification of faults: transient ones retry the whole unit of work,
+# everything else is the offending item's own problem and sets aside only that item.
+#
+# PostgreSQL SQLSTATEs (and classes, by their two-letter prefix) that a retry can outlive:
+# connection exceptions (08), insufficient resources such as a full disk or too many
+# connections (53), an administrator's or a crash's shutdown (57P01-57P03), a cancelled
+# statement or lock timeout (57014, 55P03), serialization failures and deadlocks (40001,
+# 40P01).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+# SQLite primary result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
+_TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14, 15})
+# Driver messages that mean the connection is gone, for errors that carry no code.
+_CONNECTION_GONE = ("connection is closed", "connection was closed", "underlying connection")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Return whether retrying the whole unit of work after `error` may succeed.
+
+    A lost, refused or invalidated connection, a timeout, a serialization failure or
+    deadlock, and SQLite's busy or locked database are transient; so is our own
+    `DatabaseUnavailableError`. Anything else (a constraint, a value the database refuses,
+    a bug) is permanent: the item that caused it is set aside, the rest goes on. The
+    decision looks at SQLAlchemy's `connection_invalidated` flag and at the driver's own
+    exception and codes, not at the wrapper's class alone: asyncpg reports a connection
+    killed by the server as a plain `DBAPIError`.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _transient_by_itself(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def _transient_by_itself(error: BaseException) -> bool:
+    if isinstance(error, DatabaseUnavailableError):
+        return True
+    if isinstance(error, SessionDBError):
+        return False  # our own verdict on the input: permanent
+    if getattr(error, "connection_invalidated", False):
+        return True
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError | PermissionError):
+        return True  # a socket or disk failure under the driver
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _TRANSIENT_SQLITE_CODES
+    name = type(error).__name__
+    if name in ("DisconnectionError", "TimeoutError", "ConnectionDoesNotExistError"):
+        return True  # SQLAlchemy's pool gave up, or the driver lost the connection
+    if name == "InterfaceError":
+        return any(text in str(error).lower() for text in _CONNECTION_GONE)
+    return False
+
+
 # Constraint names follow the naming convention in session_db.models.base.
 _SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>\w+)")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,6 +26,7 @@ from session_db.errors import (
     SessionDBError,
     check_rule,
     describe_integrity_error,
+    is_transient,
 )
 from session_db.models import metadata
 from session_db.models.base import utcnow
@@ -108,20 +109,29 @@ def translating_errors(
                 return await function(*args, **kwargs)
             except SessionDBError:
                 raise
-            except IntegrityError as error:
-                raise integrity_error(error, entity, None) from error
-            except DataError as error:
-                raise InvalidInputError(entity, None, _first_line(error)) from error
-            except (OperationalError, InterfaceError, OSError, TimeoutError) as error:
-                raise DatabaseUnavailableError(
-                    f"database unavailable while working on {entity}: {_first_line(error)}"
-                ) from error
-            except DBAPIError as error:
-                raise DatabaseError(f"database error on {entity}: {_first_line(error)}") from error
+            except (DBAPIError, OSError, TimeoutError) as error:
+                raise translate_database_error(error, entity) from error
 
         return wrapper
 
     return decorate
+
+
+def translate_database_error(error: BaseException, entity: str) -> SessionDBError:
+    """Our error for a driver or connection error met while working on `entity`.
+
+    Transient faults (see `errors.is_transient`) become `DatabaseUnavailableError`, so a
+    caller retries the whole unit of work; the rest name what the database refused.
+    """
+    if is_transient(error):
+        return DatabaseUnavailableError(
+            f"database unavailable while working on {entity}: {_first_line(error)}"
+        )
+    if isinstance(error, IntegrityError):
+        return integrity_error(error, entity, None)
+    if isinstance(error, DataError):
+        return InvalidInputError(entity, None, _first_line(error))
+    return DatabaseError(f"database error on {entity}: {_first_line(error)}")
 
 
 def _first_line(error: BaseException) -> str:
