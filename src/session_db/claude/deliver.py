@@ -29,8 +29,7 @@ from session_db.claude import spool
 from session_db.claude.events import TRANSCRIPT_EVENTS, HookEvent, parse_line, store_events
 from session_db.crud._base import translating_errors
 from session_db.database import get_async_session
-from session_db.errors import DatabaseNotMigratedError
-from session_db.sync.pool import TRANSIENT_ERRORS
+from session_db.errors import DatabaseNotMigratedError, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +101,9 @@ async def _deliver_chunk(
     try:
         async with get_async_session(engine) as db:
             new = await store_events(db, [event for event, _ in chunk])
-    except TRANSIENT_ERRORS:
-        raise
     except Exception as error:  # the database refused something in this chunk: find it
+        if is_transient(error):
+            raise
         if len(chunk) == 1:
             event, line = chunk[0]
             _reject(directory, line, f"event {event.spool_id}: {type(error).__name__}: {error}")
@@ -203,18 +202,23 @@ async def follow(
     poll: float = 0.25,
     stop: asyncio.Event | None = None,
     on_report: Callable[[DeliveryReport], None] | None = None,
+    lock: spool.FileLock | None = None,
 ) -> bool:
     """Keep delivering as events arrive, until `stop` is set or `linger` idle seconds pass.
 
     Holds the deliverer lock throughout, which is how the hook knows one is running.
+
+    Args:
+        lock: The deliverer lock, already held (the hook takes it before it starts the
+            deliverer, so a burst of hooks starts one); taken here when omitted.
 
     Returns:
         False (at once) if another deliverer already holds the lock, else True.
     """
     directory = directory or spool.spool_dir()
     stop = stop or asyncio.Event()
-    running = spool.FileLock(directory, spool.DELIVERER_LOCK)
-    if not running.acquire(blocking=False):
+    running = lock or spool.FileLock(directory, spool.DELIVERER_LOCK)
+    if lock is None and not running.acquire(blocking=False):
         return False
     running.write_pid()
     backoff, idle_since, schema_checked = 0.0, time.monotonic(), False
@@ -227,7 +231,9 @@ async def follow(
                         engine, directory, check_schema=not schema_checked
                     )
                     schema_checked = True
-                except TRANSIENT_ERRORS as error:
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
                     backoff = min(max(1.0, backoff * 2), 30.0)
                     logger.warning("delivery failed, retrying in %.0f s: %s", backoff, error)
                     await _sleep(stop, backoff)
