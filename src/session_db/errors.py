@@ -96,6 +96,11 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, SessionDBError):
+            # Our own error is a verdict already made; what it was raised while handling
+            # (say the NotADirectoryError behind "project root is not a folder") must
+            # not turn it into an outage.
+            return isinstance(current, DatabaseUnavailableError)
         if _transient_by_itself(current):
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
@@ -103,10 +108,6 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _transient_by_itself(error: BaseException) -> bool:
-    if isinstance(error, DatabaseUnavailableError):
-        return True
-    if isinstance(error, SessionDBError):
-        return False  # our own verdict on the input: permanent
     if getattr(error, "connection_invalidated", False):
         return True
     if isinstance(error, ConnectionError | TimeoutError):
