@@ -236,7 +236,7 @@ async def test_redelivery_inserts_nothing_twice(engine: AsyncEngine, tmp_path: P
     assert batch is not None
     events = [event for event, _ in read_batch_file(batch)[0]]
     async with get_async_session(engine) as db:  # the first 5 made it before the "crash"
-        assert len(await store_events(db, events[:5])) == 5
+        assert len((await store_events(db, events[:5])).stored) == 5
     report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
     assert (report.delivered, report.duplicates) == (9, 5)
     async with get_async_session(engine) as db:
@@ -381,8 +381,10 @@ def test_a_deliverer_killed_mid_batch_leaves_exactly_once_delivery(
     assert spool.batch_files(str(tmp_path)), "the interrupted batch stays in the spool"
 
     report = run_on(db_url, lambda e: deliver_pending(e, str(tmp_path), import_transcripts=False))
-    assert report.delivered + report.duplicates == 2 * pairs
     assert report.delivered == 2 * pairs - partial
+    # The restart resumes where the killed pass had settled its batch: it re-reads at most
+    # the chunk that was in flight (5 events), not the whole file.
+    assert report.duplicates <= 5
 
     async def check(engine: AsyncEngine) -> None:
         async with get_async_session(engine) as db:

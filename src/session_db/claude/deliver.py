@@ -1,15 +1,25 @@
-"""Delivery of the hook spool to the database: in batches, exactly once, never losing one.
+"""Delivery of the hook spool to the database: set-based, exactly once, never losing one.
 
 A pass takes the pass lock, turns the live spool file into a batch file, and delivers
-every batch file oldest first, `batch_size` events per transaction. The spool id is the
-key (a unique index on `agent_logs`), and the rows built from an event commit with it,
-so a pass killed halfway and run again inserts and changes nothing twice. A batch file
-is deleted only once all of it is in the database.
+every batch file oldest first, reading it in bounded chunks (`batch_size` events, at
+most `CHUNK_BYTES`), so memory does not grow with the spool. Each chunk is one unit of
+work: one transaction of a few set-based statements (see `events.store_events`). The
+spool id is the key (a unique index on `agent_logs`) and the rows built from an event
+commit with it, so a chunk repeated after a crash or a lost connection inserts and
+changes nothing twice.
 
-A database that is down, locked or not migrated yet stops the pass and leaves the files
-for the next one. An event the database refuses for itself (not for the connection) is
-retried alone, and if it still fails it goes to `rejected.jsonl` with the reason, so one
-bad event never holds up the rest.
+Faults are classified once (`errors.is_transient`):
+- a transient one (connection lost, timeout, lock) retries the whole chunk with
+  backoff, and if it persists stops the pass, leaving the files for the next one;
+- a permanent one is the fault of some event in the chunk: the chunk is split in
+  halves until the event is found, and only that event goes to `rejected.jsonl` with
+  the reason. A line that is not an event (torn, not JSON, nested too deeply) goes there
+  too. No event is ever set aside because a connection died.
+
+A batch file is removed only once each of its lines is in the database or in the
+rejected file. How far that holds is kept beside it (`<batch>.offset`), so a restarted
+pass resumes there; if the rejected file cannot be written (a full disk), the valid
+events are still delivered and the rest waits for the next pass.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,11 +39,22 @@ from session_db.claude import spool
 from session_db.claude.events import TRANSCRIPT_EVENTS, HookEvent, parse_line, store_events
 from session_db.crud._base import translating_errors
 from session_db.database import get_async_session
-from session_db.errors import DatabaseNotMigratedError, is_transient
+from session_db.errors import (
+    DatabaseNotMigratedError,
+    DatabaseUnavailableError,
+    SessionDBError,
+    is_transient,
+)
+from session_db.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
+# A chunk also ends at this many bytes of spool, so a run of huge events stays bounded.
+CHUNK_BYTES = 16 * 1024 * 1024
+# Tries of one chunk before a pass gives up and leaves it for the next pass.
+CHUNK_ATTEMPTS = 5
+OFFSET_SUFFIX = ".offset"
 
 
 @dataclass
@@ -86,66 +107,171 @@ def _transcripts_of(event: HookEvent) -> set[str]:
     return {path for path in paths if path}
 
 
-def _reject(directory: str, line: bytes, reason: str) -> None:
-    record = {"rejected_at": time.time(), "reason": reason, "line": line.decode("utf-8", "replace")}
-    spool.append_line(directory, (json.dumps(record) + "\n").encode(), spool.REJECTED_FILE)
-    spool.log_line(directory, spool.DELIVERER_LOG, f"rejected: {reason[:500]}")
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
-async def _deliver_chunk(
-    engine: AsyncEngine,
-    directory: str,
-    chunk: list[tuple[HookEvent, bytes]],
-    report: DeliveryReport,
-) -> None:
-    try:
-        async with get_async_session(engine) as db:
-            new = await store_events(db, [event for event, _ in chunk])
-    except Exception as error:  # the database refused something in this chunk: find it
-        if is_transient(error):
-            raise
-        if len(chunk) == 1:
-            event, line = chunk[0]
-            _reject(directory, line, f"event {event.spool_id}: {type(error).__name__}: {error}")
-            report.rejected += 1
-            return
-        logger.warning("a batch of %d events failed (%s); retrying one by one", len(chunk), error)
-        for item in chunk:
-            await _deliver_chunk(engine, directory, [item], report)
+def _log(message: str, directory: str) -> None:
+    """A line in deliverer.log, if the disk lets us: a full disk must not stop delivery."""
+    with contextlib.suppress(OSError):
+        spool.log_line(directory, spool.DELIVERER_LOG, message)
+
+
+def reject_lines(directory: str, rejected: list[tuple[bytes, str]]) -> None:
+    """Append lines that can never be delivered, with their reasons, to `rejected.jsonl`.
+
+    Raises:
+        OSError: The rejected file cannot be written (the lines stay in their batch).
+    """
+    if not rejected:
         return
-    report.delivered += len(new)
-    report.duplicates += len(chunk) - len(new)
-    for event in new:
-        report.transcripts |= _transcripts_of(event)
+    now = time.time()
+    records = b"".join(
+        (
+            json.dumps(
+                {"rejected_at": now, "reason": reason, "line": line.decode("utf-8", "replace")}
+            )
+            + "\n"
+        ).encode()
+        for line, reason in rejected
+    )
+    spool.append_line(directory, records, spool.REJECTED_FILE)
+    for _, reason in rejected:
+        _log(f"rejected: {reason[:500]}", directory)
+
+
+@dataclass
+class Chunk:
+    """A bounded run of a batch file's lines: the events, and the lines that are none."""
+
+    events: list[tuple[HookEvent, bytes]]
+    bad: list[tuple[bytes, str]]
+    end: int  # byte offset just past the chunk
+
+
+def read_chunks(
+    path: str, offset: int = 0, batch_size: int = BATCH_SIZE, max_bytes: int = CHUNK_BYTES
+) -> Iterator[Chunk]:
+    """Yield a batch file's lines from `offset`, parsed, a bounded chunk at a time."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while True:
+            events: list[tuple[HookEvent, bytes]] = []
+            bad: list[tuple[bytes, str]] = []
+            size = 0
+            while len(events) + len(bad) < batch_size and size < max_bytes:
+                line = handle.readline()
+                if not line:
+                    break
+                size += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    events.append((parse_line(line), line))
+                except Exception as error:  # this line's own problem: it fails alone
+                    bad.append((line, str(error)))
+            if not events and not bad and size == 0:
+                return
+            yield Chunk(events, bad, handle.tell())
 
 
 def read_batch_file(path: str) -> tuple[list[tuple[HookEvent, bytes]], list[tuple[bytes, str]]]:
-    """Return a batch file's events (with their lines) and its unreadable lines with why."""
-    parsed: list[tuple[HookEvent, bytes]] = []
+    """Return a whole batch file's events (with their lines) and its unreadable lines."""
+    events: list[tuple[HookEvent, bytes]] = []
     bad: list[tuple[bytes, str]] = []
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                parsed.append((parse_line(line), line))
-            except (ValueError, UnicodeDecodeError) as error:
-                bad.append((line, str(error)))
-    return parsed, bad
+    for chunk in read_chunks(path):
+        events.extend(chunk.events)
+        bad.extend(chunk.bad)
+    return events, bad
+
+
+def _read_offset(path: str) -> int:
+    try:
+        with open(path + OFFSET_SUFFIX, "rb") as handle:
+            return int(handle.read().strip() or b"0")
+    except (OSError, ValueError):
+        return 0  # none yet, or unreadable: start over, which only re-finds duplicates
+
+
+def _write_offset(path: str, offset: int) -> None:
+    # Fixed width in one small write: a crash leaves the old value or the new, and a lost
+    # or stale value only makes the next pass re-read lines it will find stored.
+    fd = os.open(path + OFFSET_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.pwrite(fd, f"{offset:020d}\n".encode(), 0)
+    finally:
+        os.close(fd)
+
+
+async def _store_unit(
+    engine: AsyncEngine, items: list[tuple[HookEvent, bytes]]
+) -> tuple[list[HookEvent], int, list[tuple[bytes, str]]]:
+    """Store one unit of work in its own transaction, retrying it after transient faults."""
+
+    async def work() -> tuple[list[HookEvent], int, list[tuple[bytes, str]]]:
+        async with get_async_session(engine) as db:
+            result = await store_events(db, [event for event, _ in items])
+        lines = {event.spool_id: line for event, line in items}
+        refused = [(lines[event.spool_id], reason) for event, reason in result.refused]
+        return result.stored, result.duplicates, refused
+
+    return await retry_transient(work, attempts=CHUNK_ATTEMPTS, what="delivering hook events")
+
+
+async def _deliver_chunk(
+    engine: AsyncEngine, items: list[tuple[HookEvent, bytes]], report: DeliveryReport
+) -> list[tuple[bytes, str]]:
+    """Deliver a chunk; return the lines the database refused, found by splitting it."""
+    if not items:
+        return []
+    try:
+        stored, duplicates, refused = await _store_unit(engine, items)
+    except Exception as error:
+        if is_transient(error):
+            raise  # the connection's fault, not an event's: the whole pass waits
+        if len(items) == 1:
+            event, line = items[0]
+            return [(line, f"event {event.spool_id}: {type(error).__name__}: {error}")]
+        logger.warning(
+            "a chunk of %d events was refused (%s); splitting it to find the event",
+            len(items),
+            type(error).__name__,
+        )
+        middle = len(items) // 2
+        return await _deliver_chunk(engine, items[:middle], report) + await _deliver_chunk(
+            engine, items[middle:], report
+        )
+    report.delivered += len(stored)
+    report.duplicates += duplicates
+    for event in stored:
+        report.transcripts |= _transcripts_of(event)
+    return refused
 
 
 async def deliver_batch_file(
     engine: AsyncEngine, directory: str, path: str, batch_size: int = BATCH_SIZE
 ) -> DeliveryReport:
-    """Deliver one batch file, then delete it."""
+    """Deliver one batch file chunk by chunk, then delete it once every line is settled."""
     report = DeliveryReport(batch_files=1)
-    parsed, bad = await asyncio.to_thread(read_batch_file, path)
-    for start in range(0, len(parsed), batch_size):
-        await _deliver_chunk(engine, directory, parsed[start : start + batch_size], report)
-    for line, reason in bad:  # after delivery, so a retried pass does not repeat them
-        _reject(directory, line, reason)
-        report.rejected += 1
-    os.unlink(path)
+    settled = True  # every line so far is in the database or in the rejected file
+    for chunk in read_chunks(path, _read_offset(path), batch_size):
+        rejected = chunk.bad + await _deliver_chunk(engine, chunk.events, report)
+        try:
+            reject_lines(directory, rejected)
+        except OSError as error:
+            # The events are in; these lines stay in the batch until a pass can set them
+            # aside, and the offset stays where they start.
+            settled = False
+            logger.warning("cannot write the rejected file (%s); the batch is kept", error)
+        else:
+            report.rejected += len(rejected)
+        if settled:
+            _write_offset(path, chunk.end)
+    if settled:
+        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + OFFSET_SUFFIX)
     return report
 
 
@@ -178,6 +304,10 @@ async def deliver_pending(
         spool.rotate(directory)
         for path in spool.batch_files(directory):
             report.add(await deliver_batch_file(engine, directory, path, batch_size))
+    except Exception as error:
+        if isinstance(error, SessionDBError) or not is_transient(error):
+            raise
+        raise DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}") from error
     finally:
         lock.release()
     if import_transcripts and report.transcripts:

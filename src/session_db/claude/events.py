@@ -26,27 +26,36 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.claude import spool
-from session_db.crud._base import BULK_CHUNK, upsert_insert
-from session_db.crud.projects import upsert_project
+from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
+from session_db.crud.projects import upsert_project, upsert_projects
 from session_db.crud.relationships import link_sessions
-from session_db.crud.sessions import elapsed_ms, ensure_session
-from session_db.errors import ConflictError
+from session_db.crud.sessions import (
+    SessionActivity,
+    elapsed_ms,
+    ensure_session,
+    ensure_sessions,
+    record_session_activity,
+)
+from session_db.crud.tool_calls import (
+    find_tool_calls,
+    list_running_unkeyed_tool_calls,
+    save_tool_calls,
+)
+from session_db.errors import ConflictError, InvalidInputError
 from session_db.models import (
-    AgentLog,
+    AgentLogCreate,
     EventCategory,
     RelationshipType,
     Session,
     SessionRole,
     SessionStatus,
     SpawnReason,
-    ToolCall,
     ToolCallStatus,
 )
-from session_db.models.base import scrub_nul
+from session_db.models.base import new_id, scrub_nul
 
 SOURCE_APP = "claude-code"
 # Events with no session id still need a session row: they all go to this one.
@@ -104,26 +113,36 @@ def parse_line(line: bytes) -> HookEvent:
     """Parse one spool line.
 
     Raises:
-        ValueError: The line is torn, or its payload is not a JSON object; the message
-            says which (the spool id is in it when the header could be read).
+        ValueError: The line is torn, its payload is not a JSON object, or it is nested
+            too deeply to read; the message says which (with the spool id when the
+            header could be read).
     """
     header_bytes, payload_bytes = spool.split_line(line)
-    header = json.loads(header_bytes)
-    spool_id = header.get("spool_id")
-    received_ns = header.get("received_at_ns")
+    try:
+        header = json.loads(header_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"the spool header is not valid JSON ({error})") from None
+    spool_id = header.get("spool_id") if isinstance(header, dict) else None
+    received_ns = header.get("received_at_ns") if isinstance(header, dict) else None
     if not isinstance(spool_id, str) or not isinstance(received_ns, int):
         raise ValueError("the spool header has no spool_id or received_at_ns")
     try:
         payload = json.loads(payload_bytes, parse_float=_finite_or_text, parse_constant=str)
+        # NUL and lone surrogates can only arrive as \u escapes or as raw surrogate bytes
+        # (0xED ...), so a payload with neither needs no cleaning walk.
+        if b"\\u" in payload_bytes or b"\xed" in payload_bytes:
+            payload = clean_text(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"event {spool_id}: the payload is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"event {spool_id}: the payload is nested too deeply to read") from None
     if not isinstance(payload, dict):
         raise ValueError(f"event {spool_id}: the payload is a {type(payload).__name__}")
     project_dir = header.get("project_dir")
     return HookEvent(
         spool_id=spool_id,
         received_at=datetime.fromtimestamp(received_ns / 1e9, UTC),
-        payload=clean_text(payload),
+        payload=payload,
         project_dir=clean_text(project_dir)
         if isinstance(project_dir, str) and project_dir
         else None,
@@ -154,14 +173,21 @@ def clean_text(value: Any) -> Any:
     return value
 
 
-def log_row(event: HookEvent, session_id: uuid.UUID, parent_id: uuid.UUID | None) -> dict[str, Any]:
-    """Return the `agent_logs` values of an event, with the promoted columns filled."""
+# Stands in for the session until the batch has found it: validation needs some id.
+_UNPLACED = uuid.UUID(int=0)
+
+
+def log_entry(event: HookEvent) -> AgentLogCreate:
+    """Return the validated `agent_logs` input of an event, its session not yet placed.
+
+    The promoted columns are clipped to their length (the payload keeps them whole).
+
+    Raises:
+        InvalidInputError: The event cannot be stored (its payload is too large, say).
+    """
     values: dict[str, Any] = {
-        "id": uuid.uuid4(),
         "spool_id": event.spool_id,
-        "session_id": session_id,
-        "parent_session_id": parent_id,
-        "session_depth": 0 if parent_id is None else 1,
+        "session_id": _UNPLACED,
         "event_category": EventCategory.HOOK.value,
         "event_type": event.name[:128],
         "source_app": SOURCE_APP,
@@ -173,7 +199,10 @@ def log_row(event: HookEvent, session_id: uuid.UUID, parent_id: uuid.UUID | None
         values[column] = text if text is None or length is None else text[:length]
     tool_input = event.payload.get("tool_input")
     values["tool_input"] = tool_input if isinstance(tool_input, dict) else None
-    return values
+    try:
+        return validate_agent_log(values)
+    except RecursionError:
+        raise InvalidInputError("agent_log", "payload", "nested too deeply to store") from None
 
 
 @dataclass
@@ -273,98 +302,6 @@ def cover_span(session: Session, first: datetime | None, last: datetime | None) 
     session.duration_ms = elapsed_ms(session.started_at, session.ended_at)
 
 
-def touch_session(session: Session, event: HookEvent) -> None:
-    """Move a session's start, last activity and end to cover this event."""
-    at = event.received_at
-    cover_span(session, at, at)
-    name = event.name
-    metadata = dict(session.session_metadata or {})
-    if name == "SessionStart":
-        session.status = SessionStatus.ACTIVE
-        if source := event.text("source"):
-            metadata["start_source"] = source
-        if model := event.text("model"):
-            metadata["model"] = model
-    elif name in ("SessionEnd", "SubagentStop"):
-        session.status = SessionStatus.COMPLETED
-        session.completed_at = at
-        if reason := event.text("reason"):
-            metadata["end_reason"] = reason
-    if name == "SubagentStart" and (agent_type := event.text("agent_type")):
-        session.name = agent_type[:255]
-    if metadata != (session.session_metadata or {}):
-        session.session_metadata = metadata
-
-
-class ToolCalls:
-    """Pairs tool events into `tool_calls` rows for one batch."""
-
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
-
-    async def apply(self, event: HookEvent, session_id: uuid.UUID) -> ToolCall | None:
-        """Start or finish the tool call an event belongs to; return it."""
-        name = event.name
-        if name not in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
-            return None
-        call = await self._find(event, session_id, starting=name == "PreToolUse")
-        at = event.received_at
-        tool_input = event.payload.get("tool_input")
-        if call.tool_name is None:
-            call.tool_name = (event.text("tool_name") or "")[:128] or None
-        if call.tool_input is None and isinstance(tool_input, dict):
-            call.tool_input = tool_input
-        if name == "PreToolUse":
-            call.started_at = _earlier(call.started_at, at)
-        else:
-            call.ended_at = at
-            if name == "PostToolUse":
-                call.status = ToolCallStatus.SUCCEEDED
-                call.tool_response = event.payload.get("tool_response")
-            else:
-                call.status = ToolCallStatus.FAILED
-                error = event.payload.get("error")
-                call.error = error if isinstance(error, str) else json.dumps(error)
-                interrupt = event.payload.get("is_interrupt")
-                call.is_interrupt = interrupt if isinstance(interrupt, bool) else None
-        call.duration_ms = elapsed_ms(call.started_at, call.ended_at)
-        self.db.add(call)
-        await self.db.flush()
-        return call
-
-    async def _find(self, event: HookEvent, session_id: uuid.UUID, *, starting: bool) -> ToolCall:
-        tool_use_id = event.text("tool_use_id")
-        if tool_use_id is not None:
-            tool_use_id = tool_use_id[:255]
-            found = (
-                await self.db.exec(
-                    select(ToolCall).where(
-                        ToolCall.session_id == session_id, ToolCall.tool_use_id == tool_use_id
-                    )
-                )
-            ).first()
-            return found or ToolCall(session_id=session_id, tool_use_id=tool_use_id)
-        if not starting:
-            # Payloads from before `tool_use_id` existed: the oldest running call of the
-            # same tool with the same input is the one this outcome ends.
-            candidates = (
-                await self.db.exec(
-                    select(ToolCall)
-                    .where(
-                        ToolCall.session_id == session_id,
-                        ToolCall.tool_use_id.is_(None),  # type: ignore[union-attr]
-                        ToolCall.status == ToolCallStatus.RUNNING,
-                        ToolCall.tool_name == event.text("tool_name"),
-                    )
-                    .order_by(ToolCall.started_at, ToolCall.id)
-                )
-            ).all()
-            for candidate in candidates:
-                if candidate.tool_input == event.payload.get("tool_input"):
-                    return candidate
-        return ToolCall(session_id=session_id)
-
-
 def launched_agent_id(event: HookEvent) -> str | None:
     """Return the subagent id an Agent/Task tool's PostToolUse reports, if any."""
     if event.name != "PostToolUse" or event.text("tool_name") not in SUBAGENT_TOOLS:
@@ -377,71 +314,326 @@ def launched_agent_id(event: HookEvent) -> str | None:
     return None
 
 
+@dataclass
+class StoredEvents:
+    """What `store_events` did with a batch: the events it stored, and those it refused."""
+
+    stored: list[HookEvent] = field(default_factory=list)
+    refused: list[tuple[HookEvent, str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def _root(event: HookEvent) -> str | None:
+    root = event.project_dir or event.text("cwd")
+    return root[:1024] if root else None
+
+
+def _launch(event: HookEvent) -> tuple[str, str, str | None] | None:
+    """(session id, launched agent id, its type) of an Agent/Task call's outcome, if any."""
+    agent_id, external = launched_agent_id(event), event.text("session_id")
+    if agent_id is None or external is None:
+        return None
+    tool_input = event.payload.get("tool_input")
+    kind = tool_input.get("subagent_type") if isinstance(tool_input, dict) else None
+    return external, agent_id, kind if isinstance(kind, str) else None
+
+
+@dataclass
+class _Placement:
+    """Where a batch's events go: each event's (session, parent), and the subagents."""
+
+    sessions: dict[str, tuple[uuid.UUID, uuid.UUID | None]]
+    subagents: dict[str, uuid.UUID]
+
+
+async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
+    """Find or create every session a batch needs: a few statements, whatever its size."""
+    projects = await upsert_projects(db, {root for event in events if (root := _root(event))})
+    tops: dict[str, dict[str, Any]] = {}
+    for event in events:
+        external = event.text("session_id")
+        if external is None:
+            tops.setdefault(UNATTRIBUTED_SLUG, {"session_slug": UNATTRIBUTED_SLUG})
+            continue
+        root = _root(event)
+        values = {"session_slug": external[:255]}
+        if root:
+            values |= {"project_id": projects[root], "working_dir": root[:4096]}
+        tops.setdefault(values["session_slug"], values)
+    top_ids = await ensure_sessions(
+        db, [{**values, "source_app": SOURCE_APP} for values in tops.values()]
+    )
+
+    wanted: dict[str, dict[str, Any]] = {}  # subagent slug -> its row
+    for event in events:
+        external, agent_id = event.text("session_id"), event.text("agent_id")
+        if external is not None and agent_id is not None:
+            parent_id = top_ids[external[:255]][0]
+            _want_subagent(wanted, tops, external, agent_id, parent_id, event.text("agent_type"))
+    for event in events:  # an Agent call's outcome names the subagent it launched
+        if (launch := _launch(event)) is not None:
+            external, agent_id, kind = launch
+            inside = event.text("agent_id")
+            parent_slug = subagent_slug(external, inside)[:255] if inside else external[:255]
+            parent_id = top_ids[external[:255]][0] if not inside else None
+            _want_subagent(wanted, tops, external, agent_id, parent_id, kind, parent_slug)
+    children = await _ensure_subagents(db, wanted)
+
+    placed: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {}
+    for event in events:
+        external, agent_id = event.text("session_id"), event.text("agent_id")
+        if external is None:
+            placed[event.spool_id] = (top_ids[UNATTRIBUTED_SLUG][0], None)
+        elif agent_id is None:
+            placed[event.spool_id] = (top_ids[external[:255]][0], None)
+        else:
+            child = children[subagent_slug(external, agent_id)[:255]]
+            placed[event.spool_id] = (child, top_ids[external[:255]][0])
+    return _Placement(placed, children)
+
+
+def _want_subagent(
+    wanted: dict[str, dict[str, Any]],
+    tops: dict[str, dict[str, Any]],
+    external: str,
+    agent_id: str,
+    parent_id: uuid.UUID | None,
+    agent_type: str | None,
+    parent_slug: str | None = None,
+) -> None:
+    slug = subagent_slug(external, agent_id)[:255]
+    project_id = tops.get(external[:255], {}).get("project_id")
+    wanted.setdefault(
+        slug,
+        {
+            "session_slug": slug,
+            "project_id": project_id,
+            "parent_session_id": parent_id,
+            "parent_slug": parent_slug,
+            "session_role": SessionRole.SUBAGENT.value,
+            "source_app": SOURCE_APP,
+            "name": (agent_type or "subagent")[:255],
+            "agent_id": agent_id,
+        },
+    )
+
+
+async def _ensure_subagents(
+    db: AsyncSession, wanted: dict[str, dict[str, Any]]
+) -> dict[str, uuid.UUID]:
+    """Create the subagent sessions not seen before and link each new one to its parent."""
+    if not wanted:
+        return {}
+    # A subagent launched from inside another names that one as its parent; those are
+    # found first, then their children.
+    ids: dict[str, uuid.UUID] = {}
+    pending = dict(wanted)
+    while pending:
+        ready = {
+            slug: row
+            for slug, row in pending.items()
+            if row["parent_session_id"] is not None or row["parent_slug"] in ids
+        }
+        if not ready:  # a parent subagent this batch never saw: attach to the top session
+            ready = pending
+        rows = []
+        for row in ready.values():
+            parent = row["parent_session_id"] or ids.get(row["parent_slug"])
+            row["parent_session_id"] = parent
+            rows.append(
+                {
+                    key: value
+                    for key, value in row.items()
+                    if key not in ("parent_slug", "agent_id") and value is not None
+                }
+            )
+        created = await ensure_sessions(db, rows)
+        for slug, (child_id, is_new) in created.items():
+            ids[slug] = child_id
+            row = ready[slug]
+            if is_new and row["parent_session_id"] is not None:
+                link = {
+                    "parent_session_id": row["parent_session_id"],
+                    "child_session_id": child_id,
+                    "relationship_type": RelationshipType.PARENT_CHILD,
+                    "spawn_reason": SpawnReason.TASK_TOOL,
+                    "spawn_metadata": {"source": SOURCE_APP, "agent_id": row["agent_id"]},
+                }
+                with contextlib.suppress(ConflictError):  # linked by another writer
+                    await link_sessions(db, link)
+        for slug in ready:
+            pending.pop(slug)
+    return ids
+
+
+def _session_activity(
+    activity: dict[uuid.UUID, SessionActivity], event: HookEvent, session_id: uuid.UUID
+) -> None:
+    seen = activity.setdefault(session_id, SessionActivity())
+    at = event.received_at
+    seen.cover(at)
+    name = event.name
+    if name == "SessionStart":
+        seen.status = SessionStatus.ACTIVE
+        if source := event.text("source"):
+            seen.metadata["start_source"] = source
+        if model := event.text("model"):
+            seen.metadata["model"] = model
+    elif name in ("SessionEnd", "SubagentStop"):
+        seen.status = SessionStatus.COMPLETED
+        seen.completed_at = at
+        if reason := event.text("reason"):
+            seen.metadata["end_reason"] = reason
+    if name == "SubagentStart" and (agent_type := event.text("agent_type")):
+        seen.name = agent_type[:255]
+
+
+def _merge_tool_event(call: dict[str, Any], event: HookEvent) -> None:
+    """Fold one PreToolUse / PostToolUse / PostToolUseFailure into a call's state."""
+    name, at = event.name, event.received_at
+    tool_input = event.payload.get("tool_input")
+    if call.get("tool_name") is None:
+        call["tool_name"] = (event.text("tool_name") or "")[:128] or None
+    if call.get("tool_input") is None and isinstance(tool_input, dict):
+        call["tool_input"] = tool_input
+    if name == "PreToolUse":
+        call["started_at"] = _earlier(call.get("started_at"), at)
+    else:
+        call["ended_at"] = at
+        if name == "PostToolUse":
+            call["status"] = ToolCallStatus.SUCCEEDED
+            call["tool_response"] = event.payload.get("tool_response")
+        else:
+            call["status"] = ToolCallStatus.FAILED
+            error = event.payload.get("error")
+            call["error"] = error if isinstance(error, str) else json.dumps(error)
+            interrupt = event.payload.get("is_interrupt")
+            call["is_interrupt"] = interrupt if isinstance(interrupt, bool) else None
+    call["duration_ms"] = elapsed_ms(call.get("started_at"), call.get("ended_at"))
+
+
+TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
+
+
+async def _pair_tool_calls(
+    db: AsyncSession, events: list[tuple[HookEvent, uuid.UUID]]
+) -> dict[str, dict[str, Any]]:
+    """Pair a batch's tool events into calls: in memory, with one lookup of stored calls.
+
+    Returns:
+        {spool id of the event: the state of the call it belongs to}; events of one call
+        share the same dict.
+    """
+    keyed = {
+        (session_id, tool_use_id[:255])
+        for event, session_id in events
+        if (tool_use_id := event.text("tool_use_id")) is not None
+    }
+    stored = await find_tool_calls(db, keyed)
+    calls: dict[tuple[uuid.UUID, str], dict[str, Any]] = {
+        key: call.model_dump() for key, call in stored.items()
+    }
+    running: dict[uuid.UUID, list[dict[str, Any]]] = {}  # calls without a tool_use_id
+    if any(e.text("tool_use_id") is None and e.name != "PreToolUse" for e, _ in events):
+        old = await list_running_unkeyed_tool_calls(db, {sid for _, sid in events})
+        for call in old:
+            running.setdefault(call.session_id, []).append(call.model_dump())
+    by_event: dict[str, dict[str, Any]] = {}
+    for event, session_id in events:
+        tool_use_id = event.text("tool_use_id")
+        if tool_use_id is not None:
+            key = (session_id, tool_use_id[:255])
+            call = calls.setdefault(
+                key, {"id": new_id(), "session_id": session_id, "tool_use_id": key[1]}
+            )
+        else:
+            call = _unkeyed_call(running.setdefault(session_id, []), event, session_id)
+        _merge_tool_event(call, event)
+        by_event[event.spool_id] = call
+    return by_event
+
+
+def _unkeyed_call(
+    running: list[dict[str, Any]], event: HookEvent, session_id: uuid.UUID
+) -> dict[str, Any]:
+    if event.name != "PreToolUse":
+        # Payloads from before `tool_use_id` existed: the oldest running call of the
+        # same tool with the same input is the one this outcome ends.
+        for index, call in enumerate(running):
+            if call.get("tool_name") == event.text("tool_name") and call.get(
+                "tool_input"
+            ) == event.payload.get("tool_input"):
+                return running.pop(index)
+        return {"id": new_id(), "session_id": session_id, "tool_use_id": None}
+    call = {"id": new_id(), "session_id": session_id, "tool_use_id": None}
+    running.append(call)
+    return call
+
+
 async def apply_events(
     db: AsyncSession,
-    resolver: SessionResolver,
+    placement: _Placement,
     events: list[tuple[HookEvent, uuid.UUID, uuid.UUID | None]],
 ) -> None:
-    """Build sessions, subagents and tool calls from newly stored events, in order."""
-    sessions_by_id: dict[uuid.UUID, Session] = {}
-    wanted = {sid for _, sid, _ in events} | {pid for _, _, pid in events if pid}
-    if wanted:
-        rows = await db.exec(select(Session).where(Session.id.in_(wanted)))  # type: ignore[attr-defined]
-        sessions_by_id = {row.id: row for row in rows.all()}
-    tools = ToolCalls(db)
-    for event, session_id, parent_id in sorted(events, key=lambda item: item[0].received_at):
-        touch_session(sessions_by_id[session_id], event)
+    """Build sessions, subagents and tool calls from newly stored events, set-based."""
+    ordered = sorted(events, key=lambda item: item[0].received_at)
+    activity: dict[uuid.UUID, SessionActivity] = {}
+    for event, session_id, parent_id in ordered:
+        _session_activity(activity, event, session_id)
         if parent_id is not None:
-            sessions_by_id[parent_id].last_activity_at = _later(
-                sessions_by_id[parent_id].last_activity_at, event.received_at
-            )
-        call = await tools.apply(event, session_id)
-        agent_id = launched_agent_id(event)
-        external = event.text("session_id")
-        if call is None or agent_id is None or external is None:
+            parent = activity.setdefault(parent_id, SessionActivity())
+            parent.touched_at = _later(parent.touched_at, event.received_at)
+    tool_events = [(e, sid) for e, sid, _ in ordered if e.name in TOOL_EVENTS]
+    calls = await _pair_tool_calls(db, tool_events) if tool_events else {}
+    for event, _session_id, _ in ordered:
+        launch = _launch(event)
+        call = calls.get(event.spool_id)
+        if launch is None or call is None:
             continue
-        parent = sessions_by_id[session_id]
-        tool_input = call.tool_input or {}
-        subagent_type = tool_input.get("subagent_type")
-        child_id = await resolver.subagent(
-            external,
-            agent_id,
-            session_id,
-            parent.project_id,
-            subagent_type if isinstance(subagent_type, str) else None,
-        )
-        call.subagent_session_id = child_id
-        child = await db.get(Session, child_id)
-        if child is not None:
-            description = tool_input.get("description")
-            if child.title is None and isinstance(description, str):
-                child.title = description[:500]
-            cover_span(child, call.started_at or event.received_at, event.received_at)
-    await db.flush()
+        child_id = placement.subagents[subagent_slug(launch[0], launch[1])[:255]]
+        call["subagent_session_id"] = child_id
+        child = activity.setdefault(child_id, SessionActivity())
+        description = (call.get("tool_input") or {}).get("description")
+        if isinstance(description, str):
+            child.title = child.title or description[:500]
+        child.cover(call.get("started_at") or event.received_at)
+        child.cover(event.received_at)
+    unique_calls = {id(call): call for call in calls.values()}
+    await save_tool_calls(db, list(unique_calls.values()))
+    await record_session_activity(db, activity)
 
 
-async def store_events(db: AsyncSession, events: list[HookEvent]) -> list[HookEvent]:
-    """Store events not stored before (keyed by spool id) and apply them; return those.
+async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvents:
+    """Store events not stored before (keyed by spool id) and apply them, set-based.
 
     Runs inside the caller's transaction: the rows and everything built from them
-    commit together, so a delivery interrupted and repeated changes nothing twice.
+    commit together, so a delivery interrupted and repeated changes nothing twice. An
+    event that cannot be stored (too large, too deeply nested) is refused with its
+    reason before anything is written; the others go on.
     """
+    result = StoredEvents()
     unique = list({event.spool_id: event for event in events}.values())
-    resolver = SessionResolver(db)
-    rows, placed = [], {}
+    result.duplicates = len(events) - len(unique)
+    entries: list[tuple[HookEvent, AgentLogCreate]] = []
     for event in unique:
-        session_id, parent_id = await resolver.resolve(event)
-        placed[event.spool_id] = (event, session_id, parent_id)
-        rows.append(log_row(event, session_id, parent_id))
-    if not rows:
-        return []
-    stored: set[str] = set()
-    for start in range(0, len(rows), BULK_CHUNK):
-        insert = upsert_insert(db, AgentLog).values(rows[start : start + BULK_CHUNK])
-        statement = insert.on_conflict_do_nothing(index_elements=[AgentLog.spool_id]).returning(
-            AgentLog.spool_id
-        )
-        stored.update(spool_id for (spool_id,) in (await db.exec(statement)).all())
-    new = [placed[spool_id] for spool_id in placed if spool_id in stored]
-    await apply_events(db, resolver, new)
-    return [event for event, _, _ in new]
+        try:
+            entries.append((event, log_entry(event)))
+        except Exception as error:  # this event's own problem: it fails alone
+            result.refused.append((event, f"{type(error).__name__}: {error}"))
+    if not entries:
+        return result
+    placement = await _place(db, [event for event, _ in entries])
+    rows = []
+    for event, entry in entries:
+        session_id, parent_id = placement.sessions[event.spool_id]
+        depth = 0 if parent_id is None else 1
+        update = {"session_id": session_id, "parent_session_id": parent_id, "session_depth": depth}
+        rows.append(entry.model_copy(update=update))
+    inserted = {row.spool_id for row in await add_agent_logs(db, rows)}
+    new = [(event, *placement.sessions[event.spool_id]) for event, _ in entries]
+    new = [item for item in new if item[0].spool_id in inserted]
+    result.duplicates += len(entries) - len(new)
+    if new:
+        await apply_events(db, placement, new)
+    result.stored = [event for event, _, _ in new]
+    return result

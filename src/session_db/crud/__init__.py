@@ -11,6 +11,7 @@ from session_db.crud.active_session import (
     set_active_session,
 )
 from session_db.crud.agent_logs import (
+    add_agent_logs,
     count_agent_logs,
     create_agent_log,
     delete_agent_log,
@@ -55,6 +56,7 @@ from session_db.crud.projects import (
     list_projects,
     update_project,
     upsert_project,
+    upsert_projects,
 )
 from session_db.crud.relationships import (
     get_ancestors,
@@ -73,9 +75,11 @@ from session_db.crud.sessions import (
     create_session,
     delete_session,
     ensure_session,
+    ensure_sessions,
     get_session,
     get_session_by_slug,
     list_sessions,
+    record_session_activity,
     update_session,
 )
 from session_db.crud.tasks import (
@@ -108,8 +112,16 @@ from session_db.crud.threads import (
     update_thread_message,
     update_thread_timestamp,
 )
+from session_db.crud.tool_calls import (
+    find_tool_calls,
+    get_tool_call,
+    list_running_unkeyed_tool_calls,
+    list_tool_calls,
+    save_tool_calls,
+)
 
 __all__ = [
+    "add_agent_logs",
     "add_task_dependency",
     "add_thread_message",
     "bind_session_mode",
@@ -134,6 +146,8 @@ __all__ = [
     "delete_task_group",
     "delete_thread",
     "ensure_session",
+    "ensure_sessions",
+    "find_tool_calls",
     "get_active_session",
     "get_agent",
     "get_agent_by_sdk_session_id",
@@ -165,6 +179,7 @@ __all__ = [
     "get_thread_message",
     "get_thread_messages",
     "get_timeline",
+    "get_tool_call",
     "get_wave_summaries",
     "link_sessions",
     "list_agent_logs",
@@ -172,12 +187,16 @@ __all__ = [
     "list_projects",
     "list_ready_tasks",
     "list_relationships",
+    "list_running_unkeyed_tool_calls",
     "list_session_modes",
     "list_sessions",
     "list_task_groups",
     "list_tasks",
+    "list_tool_calls",
+    "record_session_activity",
     "refresh_session_progress",
     "remove_task_dependency",
+    "save_tool_calls",
     "set_active_session",
     "unbind_session_mode",
     "unlink_sessions",
@@ -193,4 +212,5 @@ __all__ = [
     "update_thread_message",
     "update_thread_timestamp",
     "upsert_project",
+    "upsert_projects",
 ]

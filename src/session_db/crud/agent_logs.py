@@ -1,17 +1,27 @@
-"""Agent logs (hook and response events): create, read, list by session and time, update, delete."""
+"""Agent logs (hook and response events): add one or many, read, list by session and time.
+
+Events are the hot path, so both writes are single set-based statements with no
+SAVEPOINT: input is validated once, references are checked with one lookup per batch,
+and the insert skips a `spool_id` already stored (ON CONFLICT DO NOTHING), which makes
+re-delivering an event harmless. A row the checks let through and the database still
+refuses (a reference deleted meanwhile by another transaction) raises the translated
+error; on PostgreSQL the caller's transaction must then be rolled back.
+"""
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
-    create_row,
+    coerce_input,
     delete_row,
     enum_filter,
     get_or_raise,
@@ -19,20 +29,140 @@ from session_db.crud._base import (
     translating_errors,
     update_row,
 )
-from session_db.models import AgentLog, AgentLogCreate, AgentLogUpdate, EventCategory
+from session_db.crud._bulk import insert_rows
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError
+from session_db.models import (
+    Agent,
+    AgentLog,
+    AgentLogCreate,
+    AgentLogRead,
+    AgentLogUpdate,
+    EventCategory,
+    Session,
+)
+from session_db.models.base import new_id, utcnow
 
 ENTITY = "agent_log"
+_TABLE: sa.Table = AgentLog.__table__  # type: ignore[attr-defined]
+# (column, referred table, referred entity) of every reference a log row holds.
+_REFERENCES = (
+    ("session_id", Session, "session"),
+    ("parent_session_id", Session, "session"),
+    ("agent_id", Agent, "agent"),
+)
+
+
+def validate_agent_log(
+    data: AgentLogCreate | Mapping[str, Any], entity: str = ENTITY
+) -> AgentLogCreate:
+    """Return `data` as a checked `AgentLogCreate`, as both writers accept it.
+
+    Raises:
+        InvalidInputError: A field is missing or invalid; the error names it.
+    """
+    log = coerce_input(AgentLogCreate, data, entity)
+    if log.parent_session_id is not None and log.parent_session_id == log.session_id:
+        raise InvalidInputError(entity, "parent_session_id", "must differ from session_id")
+    return log
+
+
+def _row_values(log: AgentLogCreate) -> dict[str, Any]:
+    """The full column values of a new row (defaults filled here, not by the server)."""
+    values = log.model_dump()
+    values["event_category"] = log.event_category.value
+    values["id"] = new_id()
+    values["created_at"] = utcnow()
+    return values
+
+
+async def _check_references(db: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Raise NotFoundError for the first row naming a session or agent that does not exist."""
+    for column, table, entity in _REFERENCES:
+        wanted = {row[column] for row in rows if row.get(column) is not None}
+        if not wanted:
+            continue
+        found = set((await db.exec(select(table.id).where(table.id.in_(wanted)))).all())  # type: ignore[attr-defined]
+        for index, row in enumerate(rows):
+            value = row.get(column)
+            if value is not None and value not in found:
+                where = f"{ENTITY}.{column}" if len(rows) == 1 else f"{ENTITY}s[{index}].{column}"
+                raise NotFoundError(
+                    entity,
+                    value,
+                    detail=f"{where} refers to {entity} {value}, which does not exist",
+                )
 
 
 @translating_errors(ENTITY)
-async def create_agent_log(db: AsyncSession, data: AgentLogCreate | Mapping[str, Any]) -> AgentLog:
-    """Record one event.
+async def create_agent_log(
+    db: AsyncSession, data: AgentLogCreate | Mapping[str, Any]
+) -> AgentLogRead:
+    """Record one event and return it as stored.
 
     Raises:
         NotFoundError: `session_id`, `agent_id` or `parent_session_id` names no row.
         InvalidInputError: A field is missing or invalid.
+        ConflictError: An event with this `spool_id` is already stored.
     """
-    return await create_row(db, AgentLog, AgentLogCreate, data, ENTITY)
+    values = _row_values(validate_agent_log(data, ENTITY))
+    references = [
+        sa.exists().where(table.id == values[column])  # type: ignore[attr-defined]
+        for column, table, _ in _REFERENCES
+        if values.get(column) is not None
+    ]
+    # One statement: the row goes in only where everything it refers to exists, so a
+    # missing reference costs no failed statement (and no SAVEPOINT to survive one).
+    source = sa.select(
+        *(sa.literal(value, _TABLE.c[name].type).label(name) for name, value in values.items())
+    ).where(sa.and_(sa.true(), *references))
+    dialect = db.get_bind().dialect.name
+    statement = (sqlite if dialect == "sqlite" else postgresql).insert(_TABLE)
+    statement = (
+        statement.from_select(list(values), source)
+        .on_conflict_do_nothing(index_elements=[_TABLE.c.spool_id])
+        .returning(_TABLE.c.id)
+    )
+    if (await db.exec(statement)).first() is None:
+        await _check_references(db, [values])
+        raise ConflictError(ENTITY, "spool_id", f"{ENTITY} with this spool_id already exists")
+    return AgentLogRead.model_construct(**values)
+
+
+@translating_errors(ENTITY)
+async def add_agent_logs(
+    db: AsyncSession, rows: Iterable[AgentLogCreate | Mapping[str, Any]]
+) -> list[AgentLogRead]:
+    """Record many events in a bounded number of statements; return those inserted.
+
+    Rows are validated like `create_agent_log`'s input. Within the batch, a `spool_id`
+    seen twice keeps its first row; a `spool_id` already stored is skipped, so
+    delivering the same events again inserts nothing. Nothing is written unless every
+    row is valid and refers to rows that exist.
+
+    Returns:
+        The inserted rows in input order.
+
+    Raises:
+        InvalidInputError: A row is invalid; the message names its index and field.
+        NotFoundError: A row's `session_id`, `agent_id` or `parent_session_id` names no row.
+    """
+    values: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, data in enumerate(rows):
+        log = validate_agent_log(data, f"{ENTITY}s[{index}]")
+        if log.spool_id is not None:
+            if log.spool_id in seen:
+                continue
+            seen.add(log.spool_id)
+        values.append(_row_values(log))
+    if not values:
+        return []
+    await _check_references(db, values)
+    written = await insert_rows(
+        db, _TABLE, values, skip_conflicts_on=["spool_id"], returning=["id"]
+    )
+    inserted = {row_id for (row_id,) in written}
+    return [AgentLogRead.model_construct(**row) for row in values if row["id"] in inserted]
 
 
 @translating_errors(ENTITY)

@@ -1,7 +1,7 @@
 """Projects: create, read, list, update, delete."""
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func
@@ -18,6 +18,7 @@ from session_db.crud._base import (
     update_row,
     upsert_insert,
 )
+from session_db.crud._bulk import excluded, insert_rows
 from session_db.errors import NotFoundError
 from session_db.models import Project, ProjectCreate, ProjectUpdate
 from session_db.models.base import new_id
@@ -49,6 +50,30 @@ async def upsert_project(db: AsyncSession, root_path: str, name: str | None = No
         index_elements=[Project.root_path], set_={"root_path": insert.excluded.root_path}
     ).returning(Project.id)
     return (await db.exec(statement)).one()[0]
+
+
+def _default_name(root_path: str) -> str:
+    return (root_path.rstrip("/").rsplit("/", 1)[-1] or root_path)[:255]
+
+
+@translating_errors(ENTITY)
+async def upsert_projects(db: AsyncSession, root_paths: Iterable[str]) -> dict[str, uuid.UUID]:
+    """Return {root path: project id} for many roots, creating the missing, in one statement."""
+    roots = sorted(set(root_paths))  # sorted: concurrent callers lock rows in one order
+    if not roots:
+        return {}
+    table = Project.__table__  # type: ignore[attr-defined]
+    rows = [{"id": new_id(), "name": _default_name(root), "root_path": root} for root in roots]
+    written = await insert_rows(
+        db,
+        table,
+        rows,
+        skip_conflicts_on=["root_path"],
+        # A no-op update, so RETURNING reports existing rows too (and locks them).
+        update_on_conflict={"root_path": excluded(table).root_path},
+        returning=["root_path", "id"],
+    )
+    return {root: project_id for root, project_id in written}
 
 
 @translating_errors(ENTITY)

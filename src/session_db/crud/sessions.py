@@ -1,7 +1,8 @@
 """Sessions: create, read (by id or slug), list with filters, update, delete."""
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from session_db.crud._base import (
     translating_errors,
     upsert_insert,
 )
+from session_db.crud._bulk import insert_rows, update_rows
 from session_db.errors import NotFoundError
 from session_db.models import (
     Session,
@@ -34,7 +36,7 @@ from session_db.models import (
     SessionType,
     SessionUpdate,
 )
-from session_db.models.base import new_id
+from session_db.models.base import new_id, utcnow
 
 ENTITY = "session"
 ORDERS = ("created_at", "started_at", "updated_at", "last_activity_at", "session_slug")
@@ -77,6 +79,134 @@ async def ensure_session(db: AsyncSession, session_slug: str, **values: Any) -> 
     )
     found = select(Session.id).where(Session.session_slug == session_slug)
     return (await db.exec(found)).one()
+
+
+@translating_errors(ENTITY)
+async def ensure_sessions(
+    db: AsyncSession, sessions: Iterable[Mapping[str, Any]]
+) -> dict[str, tuple[uuid.UUID, bool]]:
+    """Return {slug: (id, created)} for many sessions, creating the missing ones.
+
+    Args:
+        sessions: Column values per session, `session_slug` required; they only fill a
+            new row (an existing session is left as it is). A slug given twice keeps
+            its first values.
+
+    Returns:
+        Every slug's session id, and whether this call created it.
+    """
+    unique: dict[str, dict[str, Any]] = {}
+    for values in sessions:
+        unique.setdefault(values["session_slug"], {**values, "id": new_id()})
+    if not unique:
+        return {}
+    table = Session.__table__  # type: ignore[attr-defined]
+    # Rows of one statement share their columns, so sessions given different fields go
+    # in one statement per shape (two or three in practice, never one per row).
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for slug in sorted(unique):  # sorted: concurrent callers take row locks in one order
+        shapes.setdefault(tuple(sorted(unique[slug])), []).append(unique[slug])
+    created: set[str] = set()
+    for rows in shapes.values():
+        written = await insert_rows(
+            db, table, rows, skip_conflicts_on=["session_slug"], returning=["session_slug"]
+        )
+        created.update(slug for (slug,) in written)
+    found = await db.exec(
+        select(table.c.session_slug, table.c.id).where(table.c.session_slug.in_(list(unique)))
+    )
+    return {slug: (session_id, slug in created) for slug, session_id in found.all()}
+
+
+@dataclass
+class SessionActivity:
+    """What a batch of events saw of one session, merged into its row by one write.
+
+    Attributes:
+        first_at, last_at: The span of its own events: widen `started_at`,
+            `last_activity_at` and `ended_at` to cover it.
+        touched_at: Activity below it (a subagent's event): moves `last_activity_at` only.
+        status, completed_at: The last status the events set, and when it completed.
+        metadata: Keys merged into `session_metadata`.
+        name: Replaces the name. `title`: Set only where the session has none.
+    """
+
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    touched_at: datetime | None = None
+    status: SessionStatus | None = None
+    completed_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    title: str | None = None
+
+    def cover(self, at: datetime) -> None:
+        """Widen the span to include `at`."""
+        self.first_at = at if self.first_at is None or at < self.first_at else self.first_at
+        self.last_at = at if self.last_at is None or at > self.last_at else self.last_at
+
+
+def _earliest(*values: datetime | None) -> datetime | None:
+    present = [value for value in values if value is not None]
+    return min(present) if present else None
+
+
+def _latest(*values: datetime | None) -> datetime | None:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
+
+
+_ACTIVITY_COLUMNS = (
+    "id",
+    "started_at",
+    "last_activity_at",
+    "ended_at",
+    "status",
+    "completed_at",
+    "session_metadata",
+    "name",
+    "title",
+)
+
+
+@translating_errors(ENTITY)
+async def record_session_activity(
+    db: AsyncSession, activity: Mapping[uuid.UUID, SessionActivity]
+) -> None:
+    """Merge what a batch saw into each session: one read and one executemany UPDATE."""
+    if not activity:
+        return
+    table = Session.__table__  # type: ignore[attr-defined]
+    statement = (
+        select(*(table.c[name] for name in _ACTIVITY_COLUMNS))
+        .where(table.c.id.in_(list(activity)))
+        .order_by(table.c.id)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    changes = []
+    now = utcnow()
+    for row in (await db.exec(statement)).all():
+        seen = activity[row.id]
+        started = _earliest(row.started_at, seen.first_at)
+        ended = _latest(row.ended_at, seen.last_at)
+        metadata = {**(row.session_metadata or {}), **seen.metadata}
+        changes.append(
+            {
+                "id": row.id,
+                "started_at": started,
+                "last_activity_at": _latest(row.last_activity_at, seen.last_at, seen.touched_at),
+                "ended_at": ended,
+                "duration_ms": elapsed_ms(started, ended),
+                "status": SessionStatus(seen.status or row.status).value,
+                "completed_at": seen.completed_at or row.completed_at,
+                "session_metadata": metadata,
+                "name": seen.name or row.name,
+                "title": row.title or seen.title,
+                "updated_at": now,
+            }
+        )
+    await update_rows(db, table, "id", changes)
 
 
 @translating_errors(ENTITY)

@@ -1,0 +1,169 @@
+"""Set-based writes shared by the CRUD modules: many rows, a bounded number of statements.
+
+On PostgreSQL the rows stream through COPY into a temporary staging table shaped like the
+target, and one `INSERT … SELECT … ON CONFLICT` moves them across: COPY is the fastest
+way in, and the conflict clause keeps the write idempotent. On SQLite they go as one
+batched `executemany` (SQLAlchemy packs it into multi-row statements). Either way the
+statement count depends on the batch, never on the number of rows.
+
+Nothing here validates: the callers pass rows they have validated and de-duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+# Rows per executemany page and per COPY: bounds memory and statement size.
+BULK_PAGE = 1000
+# Below this many rows a multi-row VALUES statement beats COPY's four round trips.
+COPY_MIN_ROWS = 64
+
+
+def _staging_name(table: sa.Table) -> str:
+    return f"staging_{table.name}"
+
+
+def _json_columns(table: sa.Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+
+
+def _copy_value(value: Any, *, is_json: bool) -> Any:
+    """A value as asyncpg's binary COPY wants it: JSON as its text, enums as plain text."""
+    if value is None:
+        return None
+    if is_json:
+        return json.dumps(value)
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)  # a StrEnum member
+    return value
+
+
+async def _copy_into_staging(
+    db: AsyncSession, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> sa.Table:
+    """COPY `rows` into this connection's staging table for `table` (emptied first)."""
+    connection = await db.connection()
+    staging = _staging_name(table)
+    # A temporary table lives as long as the connection, so pooled connections create it
+    # once; IF NOT EXISTS makes a rolled-back creation harmless.
+    await connection.exec_driver_sql(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
+    )
+    await connection.exec_driver_sql(f'TRUNCATE "{staging}"')
+    json_columns = _json_columns(table)
+    flags = [name in json_columns for name in columns]
+    pairs = list(zip(columns, flags, strict=True))
+    records = [
+        tuple(_copy_value(row.get(name), is_json=flag) for name, flag in pairs) for row in rows
+    ]
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+        staging, records=records, columns=list(columns)
+    )
+    return sa.Table(
+        staging,
+        sa.MetaData(),
+        *(sa.Column(name, table.c[name].type) for name in columns),
+    )
+
+
+async def insert_rows(
+    db: AsyncSession,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts_on: Sequence[str] | None = None,
+    update_on_conflict: Mapping[str, Any] | None = None,
+    conflict_where: Any = None,
+    returning: Sequence[str] = (),
+) -> list[sa.Row[Any]]:
+    """Insert `rows` (every row with the same keys) in a bounded number of statements.
+
+    Args:
+        table: The target table.
+        rows: Column values per row, each row with the same keys.
+        skip_conflicts_on: The columns of a unique index; a row that conflicts there is
+            skipped (DO NOTHING), or updated when `update_on_conflict` is given.
+        update_on_conflict: {column: expression} for DO UPDATE; build the expressions with
+            `excluded(table)` (the incoming row) and `table.c` (the stored one).
+        conflict_where: A condition the DO UPDATE must meet.
+        returning: Columns to return for each row actually inserted or updated.
+
+    Returns:
+        The `returning` columns of the rows written, in no particular order.
+    """
+    if not rows:
+        return []
+    columns = list(rows[0].keys())
+    dialect = db.get_bind().dialect.name
+    written: list[sa.Row[Any]] = []
+    for start in range(0, len(rows), BULK_PAGE):
+        page = rows[start : start + BULK_PAGE]
+        if dialect == "postgresql" and len(page) >= COPY_MIN_ROWS:
+            staging = await _copy_into_staging(db, table, columns, page)
+            statement: Any = postgresql.insert(table).from_select(
+                columns, sa.select(*(staging.c[name] for name in columns))
+            )
+            params: Any = None
+        elif dialect == "postgresql":
+            statement, params = postgresql.insert(table).values([dict(row) for row in page]), None
+        else:
+            statement = sqlite.insert(table)
+            params = [dict(row) for row in page]
+        statement = _with_conflict(
+            statement, table, skip_conflicts_on, update_on_conflict, conflict_where
+        )
+        if returning:
+            statement = statement.returning(*(table.c[name] for name in returning))
+        result = await db.exec(statement, params=params) if params else await db.exec(statement)
+        if returning:
+            written.extend(result.all())
+    return written
+
+
+def _with_conflict(
+    statement: Any,
+    table: sa.Table,
+    keys: Sequence[str] | None,
+    update: Mapping[str, Any] | None,
+    where: Any,
+) -> Any:
+    if keys is None:
+        return statement
+    index = [table.c[name] for name in keys]
+    if update is None:
+        return statement.on_conflict_do_nothing(index_elements=index)
+    # The incoming row is `excluded` in both dialects; callers built their expressions
+    # against `excluded(table)`, which renders the same way.
+    return statement.on_conflict_do_update(index_elements=index, set_=dict(update), where=where)
+
+
+def excluded(table: sa.Table) -> Any:
+    """The incoming row of an ON CONFLICT DO UPDATE, for building `update_on_conflict`."""
+    return sa.table("excluded", *(sa.column(c.name, c.type) for c in table.columns)).c
+
+
+async def update_rows(
+    db: AsyncSession, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """UPDATE many rows by `key` in one executemany; every row has the same columns."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != key]
+    statement = (
+        sa.update(table)
+        .where(table.c[key] == sa.bindparam(f"b_{key}"))
+        .values({name: sa.bindparam(f"b_{name}") for name in names})
+    )
+    params = [{f"b_{name}": value for name, value in row.items()} for row in rows]
+    # Core executemany: one statement, many parameter sets.
+    await (await db.connection()).execute(statement, params)
+
+
+__all__ = ["BULK_PAGE", "excluded", "insert_rows", "update_rows"]
