@@ -16,11 +16,20 @@ Paths are plain strings here: `pathlib` imports `re` too.
 Writers append under an exclusive `flock`, after checking that the file they opened is
 still the live one; the deliverer renames the live file to a batch, then takes and drops
 the same lock, so a writer either finished before the rename or writes the next file.
+
+An append is all or nothing: one that fails (a full disk, an I/O error, a signal) cuts
+the file back to its size before it, so the file is exactly as it was, and the failure is
+counted in `spool-failures`, a small file of fixed size written in place (which needs no
+new disk space), so `hook status` shows it even when the disk is full. A line torn by
+something we cannot catch (SIGKILL, a power loss, an older version) is ended by the next
+append, which then starts on a line of its own.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import time
 
@@ -39,6 +48,9 @@ DELIVERER_LOG = "deliverer.log"
 DELIVERER_LOCK = "deliverer.lock"
 # Held during one delivery pass, so a pass and `session-db ingest` never overlap.
 PASS_LOCK = "pass.lock"
+# The count of failed appends, the last error and when: FAILURES_SIZE bytes, overwritten.
+FAILURES_FILE = "spool-failures"
+FAILURES_SIZE = 256
 HEADER_END = b"\t"
 LOG_LIMIT_BYTES = 1_000_000
 _OPEN_RETRIES = 20
@@ -128,7 +140,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def append_line(directory: str, line: bytes, name: str = LIVE_FILE) -> None:
-    """Append `line` to the spool file `name` durably (flock, write, fsync).
+    """Append `line` to the spool file `name` durably (flock, write, fsync), or not at all.
+
+    A failed write or fsync cuts the file back to its size before the append, so a full
+    disk never leaves a torn line. If the file does not end in a line break (a line torn
+    by a power loss or an older version), the line goes after one, to stay a line.
 
     Raises:
         OSError: The spool cannot be written (the caller logs it; the hook never fails).
@@ -136,7 +152,8 @@ def append_line(directory: str, line: bytes, name: str = LIVE_FILE) -> None:
     _ensure_dir(directory)
     path = os.path.join(directory, name)
     for _ in range(_OPEN_RETRIES):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # O_RDWR, not O_WRONLY: to read the last byte (and a FIFO does not block here).
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -147,14 +164,36 @@ def append_line(directory: str, line: bytes, name: str = LIVE_FILE) -> None:
                 continue  # rotated away between open and lock: open the new live file
             if (opened.st_dev, opened.st_ino) != (current.st_dev, current.st_ino):
                 continue
-            _write_all(fd, line)
-            os.fsync(fd)
-            if opened.st_size == 0:
-                _fsync_dir(directory)  # a new file: make its directory entry durable too
+            if not stat.S_ISREG(opened.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            _append_or_nothing(fd, line, opened.st_size, directory)
             return
         finally:
             os.close(fd)
     raise OSError(f"the spool file {path} was rotated {_OPEN_RETRIES} times while appending")
+
+
+def _append_or_nothing(fd: int, line: bytes, size: int, directory: str) -> None:
+    """Write `line` at the end (`size`, under the lock) and fsync it, or undo the write."""
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        line = b"\n" + line
+    try:
+        _write_all(fd, line)
+        os.fsync(fd)
+        if size == 0:
+            _fsync_dir(directory)  # a new file: make its directory entry durable too
+    except BaseException:
+        try:  # shrinking needs no free space; the file is as it was before
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError:
+            pass  # then the next append finds the torn line and starts after it
+        raise
+    if size == 0:
+        try:  # noqa: SIM105 - reserve the counter's space while there is some (no contextlib)
+            _create_failures_file(directory)
+        except OSError:
+            pass
 
 
 def _fsync_dir(directory: str) -> None:
@@ -232,6 +271,33 @@ class FileLock:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
+    @classmethod
+    def adopt(cls, directory: str, name: str, fd: int) -> FileLock:
+        """Take over `fd`, an open file of the lock `name` locked by our parent for us.
+
+        A `flock` belongs to the open file, so it passes with the descriptor: the hook
+        locks the deliverer lock, starts the deliverer with the file as fd 3, and exits.
+        The descriptor is made non-inheritable, so our own children do not keep the lock.
+
+        Raises:
+            OSError: `fd` is not open, or is not this lock file.
+            BlockingIOError: Someone else holds the lock (`fd` was not locked for us).
+        """
+        lock = cls(directory, name)
+        opened = os.fstat(fd)
+        current = os.stat(lock.path)
+        if (opened.st_dev, opened.st_ino) != (current.st_dev, current.st_ino):
+            raise OSError(errno.EBADF, f"descriptor {fd} is not the lock file", lock.path)
+        if fcntl is not None:  # a no-op when the lock is ours already, as it should be
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.set_inheritable(fd, False)
+        lock._fd = fd
+        return lock
+
+    def fileno(self) -> int | None:
+        """Return the descriptor holding the lock, or None while not held."""
+        return self._fd
+
     def release(self) -> None:
         """Drop the lock (closing the file releases it)."""
         if self._fd is not None:
@@ -244,6 +310,114 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class AppendFailures:
+    """What `spool-failures` says: how many appends failed, the last error, and when."""
+
+    __slots__ = ("count", "last_at_ns", "last_error", "last_message")
+
+    def __init__(
+        self,
+        count: int = 0,
+        last_at_ns: int | None = None,
+        last_error: str | None = None,
+        last_message: str | None = None,
+    ) -> None:
+        self.count = count
+        self.last_at_ns = last_at_ns
+        self.last_error = last_error  # an errno name (ENOSPC) or an exception's class
+        self.last_message = last_message
+
+    def __repr__(self) -> str:
+        return (
+            f"AppendFailures(count={self.count}, last_at_ns={self.last_at_ns}, "
+            f"last_error={self.last_error!r}, last_message={self.last_message!r})"
+        )
+
+
+def _failures_record(failures: AppendFailures) -> bytes:
+    """The counter file's content: one line, padded with spaces to FAILURES_SIZE bytes."""
+    head = f"{failures.count} {failures.last_at_ns or 0} {failures.last_error or '-'} "
+    message = " ".join((failures.last_message or "").split())
+    data = (head + message).encode("ascii", "backslashreplace")[: FAILURES_SIZE - 1]
+    return data.ljust(FAILURES_SIZE - 1) + b"\n"
+
+
+def _parse_failures(data: bytes) -> AppendFailures:
+    fields = data.decode("ascii", "replace").split(None, 3)
+    if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
+        return AppendFailures()  # missing, empty or not ours: nothing counted
+    at_ns = int(fields[1]) or None
+    error = None if fields[2] == "-" else fields[2]
+    message = fields[3].strip() if len(fields) > 3 else ""
+    return AppendFailures(int(fields[0]), at_ns, error, message or None)
+
+
+def _open_failures(directory: str, flags: int) -> int:
+    """Open and lock the counter file; never through a symlink, never blocking on a FIFO."""
+    path = os.path.join(directory, FAILURES_FILE)
+    fd = os.open(path, os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | flags, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _create_failures_file(directory: str) -> None:
+    """Create the counter file with its full size, unless it exists (one failed open)."""
+    try:
+        fd = _open_failures(directory, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return
+    try:
+        if os.fstat(fd).st_size == 0:  # a failure may have been counted since our open
+            os.pwrite(fd, _failures_record(AppendFailures()), 0)
+    finally:
+        os.close(fd)
+
+
+def record_append_failure(directory: str, error: BaseException) -> None:
+    """Count one failed append in `spool-failures`, in place (so even on a full disk).
+
+    Raises:
+        OSError: The counter cannot be written either (the disk was full before the
+            file was first made, or the spool folder is unusable).
+    """
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno, f"errno{error.errno}")
+    else:
+        name = type(error).__name__
+    _ensure_dir(directory)
+    fd = _open_failures(directory, os.O_RDWR | os.O_CREAT)
+    try:
+        before = _parse_failures(os.pread(fd, FAILURES_SIZE, 0))
+        message = f"{type(error).__name__}: {error}"
+        after = AppendFailures(before.count + 1, time.time_ns(), name, message)
+        os.pwrite(fd, _failures_record(after), 0)
+        try:  # noqa: SIM105 - without it the count is still in the page cache for status
+            os.fsync(fd)
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
+
+
+def append_failures(directory: str) -> AppendFailures:
+    """Return how many appends to the spool failed, and the last error (for `hook status`)."""
+    try:
+        fd = _open_failures(directory, os.O_RDONLY)
+    except FileNotFoundError:
+        return AppendFailures()
+    try:
+        return _parse_failures(os.pread(fd, FAILURES_SIZE, 0))
+    finally:
+        os.close(fd)
 
 
 def rotate(directory: str) -> str | None:
