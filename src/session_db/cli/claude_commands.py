@@ -7,11 +7,14 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from session_db.cli.common import console, print_json, print_table, run
+
+if TYPE_CHECKING:
+    from session_db.claude.spool import FileLock
 
 hook_app = typer.Typer(
     help="Capture Claude Code hook events (`session-db hook` reads one from stdin).",
@@ -116,31 +119,68 @@ def uninstall(
 
 @hook_app.command("status")
 def status(json: JsonOption = False) -> None:
-    """Show the spool: events waiting, rejected ones, and whether a deliverer runs."""
+    """Show the spool: events waiting, rejected ones, failed appends, and the deliverer."""
     from session_db.claude import spool
     from session_db.claude.deliver import spool_status
 
     directory = spool.spool_dir()
     info = spool_status(directory)
+    failures = _append_failures(directory)
+    info["append_failures"] = failures
     if json:
         print_json(info)
         return
+    failed = f"{failures['count']}"
+    if failures["count"]:
+        failed += f" (last {failures['last_error']} at {failures['last_at']})"
+    elif failures.get("unreadable"):
+        failed = f"unknown ({failures['unreadable']})"
     print_table(
         f"Spool {directory}",
-        ["waiting events", "batch files", "rejected", "deliverer"],
+        ["waiting events", "batch files", "rejected", "failed appends", "deliverer"],
         [
             (
                 info["waiting"],
                 info["batch_files"],
                 info["rejected"],
+                failed,
                 f"running (pid {info['deliverer_pid']})"
                 if info["deliverer_pid"]
                 else "not running",
             )
         ],
     )
+    if failures["count"]:
+        print(f"last failed append: {failures['last_message']}")
     for line in info["recent_log"]:
         print(line)
+
+
+def _append_failures(directory: str) -> dict[str, object]:
+    """The spool's failed-append counter, as `hook status` shows it (never raising)."""
+    from datetime import UTC, datetime
+
+    from session_db.claude import spool
+
+    try:
+        failures = spool.append_failures(directory)
+    except OSError as error:  # say so, but show the rest of the status
+        return {
+            "count": 0,
+            "last_error": None,
+            "last_at": None,
+            "last_message": None,
+            "unreadable": f"{type(error).__name__}: {error}",
+        }
+    last_at = None
+    if failures.last_at_ns:
+        last_at = datetime.fromtimestamp(failures.last_at_ns / 1e9, UTC).isoformat()
+    return {
+        "count": failures.count,
+        "last_error": failures.last_error,
+        "last_at": last_at,
+        "last_message": failures.last_message,
+    }
 
 
 def ingest(
@@ -154,22 +194,36 @@ def ingest(
     background: Annotated[
         bool, typer.Option("--background", hidden=True, help="Run as the hook's deliverer.")
     ] = False,
+    lock_fd: Annotated[
+        int | None,
+        typer.Option(
+            "--lock-fd", hidden=True, help="With --follow: the deliverer lock, held for us."
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Deliver the hook events waiting in the spool to the database."""
     from session_db.claude import spool
 
     directory = spool.spool_dir()
+    if lock_fd is not None and not follow:
+        raise typer.BadParameter("--lock-fd goes with --follow")
     if background:
         _become_background_deliverer(directory)
+        logger = logging.getLogger(__name__)
+        lock = _adopt_lock(directory, lock_fd)
+        how = "with the lock the hook handed over" if lock else "taking the lock itself"
+        logger.info("deliverer started, %s", how)
         try:
-            asyncio.run(_follow(directory, 60.0 if linger is None else linger, quiet=True))
+            asyncio.run(
+                _follow(directory, 60.0 if linger is None else linger, quiet=True, lock=lock)
+            )
         except Exception:  # nobody sees our stderr: the log is the only witness
-            logging.getLogger(__name__).exception("the deliverer stopped")
+            logger.exception("the deliverer stopped")
             raise
         return
     if follow:
-        asyncio.run(_follow(directory, linger, quiet=json))
+        asyncio.run(_follow(directory, linger, quiet=json, lock=_adopt_lock(directory, lock_fd)))
         return
     report = run(_ingest_once(directory))
     summary = {
@@ -200,6 +254,19 @@ async def _ingest_once(directory: str):  # type: ignore[no-untyped-def]
     return await deliver_pending(get_engine(), directory)
 
 
+def _adopt_lock(directory: str, fd: int | None) -> FileLock | None:
+    """The deliverer lock our parent locked for us on `fd`, or None (then we take it)."""
+    from session_db.claude import spool
+
+    if fd is None:
+        return None
+    try:
+        return spool.FileLock.adopt(directory, spool.DELIVERER_LOCK, fd)
+    except OSError as error:  # not it, or not held: fall back to the try-lock
+        logging.getLogger(__name__).warning("--lock-fd %d is not the deliverer lock: %s", fd, error)
+        return None
+
+
 def _become_background_deliverer(directory: str) -> None:
     """Log to the spool folder and leave the project's folder (and its `.env`) behind."""
     from logging.handlers import RotatingFileHandler
@@ -217,7 +284,13 @@ def _become_background_deliverer(directory: str) -> None:
     root.setLevel(logging.INFO)
 
 
-async def _follow(directory: str, linger: float | None, *, quiet: bool) -> None:
+async def _follow(
+    directory: str,
+    linger: float | None,
+    *,
+    quiet: bool,
+    lock: FileLock | None = None,
+) -> None:
     from session_db.claude.deliver import DeliveryReport, follow
     from session_db.database import dispose_engine, get_engine
 
@@ -237,11 +310,15 @@ async def _follow(directory: str, linger: float | None, *, quiet: bool) -> None:
             print(f"delivered {result.delivered} events", flush=True)
 
     try:
-        started = await follow(get_engine(), directory, linger=linger, stop=stop, on_report=report)
+        started = await follow(
+            get_engine(), directory, linger=linger, stop=stop, on_report=report, lock=lock
+        )
     finally:
         await dispose_engine()
-    if not started and not quiet:
-        print("another deliverer is already running")
+    if not started:
+        logging.getLogger(__name__).info("another deliverer is already running: leaving")
+        if not quiet:
+            print("another deliverer is already running")
 
 
 @import_app.command("claude")
