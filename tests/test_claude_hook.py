@@ -2,16 +2,19 @@
 
 Every test starts real processes of the console script with a payload on stdin and reads
 the spool files they leave in a temporary folder: no mocks. The hook always runs with
-`SESSION_DB_SPOOL_DIR` in tmp_path and `SESSION_DB_AUTO_DELIVER=0`, except in the test
-about not starting a deliverer.
+`SESSION_DB_SPOOL_DIR` in tmp_path and `SESSION_DB_AUTO_DELIVER=0`, except in the tests
+about starting a deliverer (which use a SQLite file in tmp_path).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,7 +27,8 @@ from typing import Any
 import platformdirs
 import pytest
 
-from session_db.claude import spool
+from session_db.claude import hook, spool
+from session_db.claude.deliver import read_batch_file
 from session_db.claude.events import HookEvent, clean_text, parse_line
 
 SCRIPT = Path(sys.executable).with_name("session-db")
@@ -384,7 +388,7 @@ def test_spool_folder_and_files_are_private(tmp_path: Path) -> None:
     assert_quiet_success(run_hook(env, b"{broken", cwd=tmp_path, umask=0)[0])
 
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in (spool.LIVE_FILE, spool.REJECTED_FILE, spool.HOOK_LOG):
+    for name in (spool.LIVE_FILE, spool.REJECTED_FILE, spool.HOOK_LOG, spool.FAILURES_FILE):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
 
 
@@ -637,6 +641,34 @@ def test_rotation_waits_for_a_writer_and_a_late_writer_moves_to_the_new_file(
     assert parse_line(line).payload == json.loads(sent)
 
 
+@pytest.mark.parametrize(
+    "torn",
+    [
+        pytest.param(LATER_LINE[:-12], id="torn-in-the-payload"),
+        pytest.param(LATER_LINE[:30], id="torn-in-the-header"),
+        pytest.param(LATER_LINE[: LATER_LINE.index(b"\t") + 1], id="torn-at-the-tab"),
+    ],
+)
+def test_a_torn_last_line_does_not_swallow_the_next_event(tmp_path: Path, torn: bytes) -> None:
+    """A line torn by a power loss or an older version stays alone; ours is whole."""
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    live = folder / spool.LIVE_FILE
+    live.write_bytes(EARLIER_LINE + torn)
+    sent = json.dumps(make_payload("PostToolUse", CURRENT, "")).encode()
+
+    done, before, after = run_hook(hook_env(folder), sent, cwd=tmp_path)
+
+    assert_quiet_success(done)
+    earlier, torn_line, ours = spool_lines(live)
+    assert (earlier, torn_line) == (EARLIER_LINE, torn + b"\n")
+    assert_event(ours, sent, before, after)
+    # The deliverer reads the earlier event and ours, and sets the torn line aside.
+    parsed, bad = read_batch_file(str(live))
+    assert [event.name for event, _ in parsed] == ["Earlier", "PostToolUse"]
+    assert [line for line, _ in bad] == [torn + b"\n"]
+
+
 # --- the header's JSON string encoder ------------------------------------------------------
 
 TRICKY = [
@@ -736,7 +768,162 @@ def test_no_deliverer_is_started_while_one_holds_the_lock(tmp_path: Path) -> Non
     again = spool.FileLock(str(folder), spool.DELIVERER_LOCK)
     assert again.acquire(blocking=False)
     again.release()
-    assert sorted(os.listdir(folder)) == [spool.DELIVERER_LOCK, spool.LIVE_FILE]
+    # (The first append to a new live file also made the failure counter, still at 0.)
+    assert sorted(os.listdir(folder)) == [spool.DELIVERER_LOCK, spool.LIVE_FILE, "spool-failures"]
+    assert spool.append_failures(str(folder)).count == 0
+
+
+def delivered_rows(database: Path) -> tuple[int, int, set[str]]:
+    """Rows in agent_logs, distinct spool ids among them, and their tool_use_ids."""
+    with sqlite3.connect(database, timeout=30) as connection:
+        rows = connection.execute("SELECT spool_id, tool_use_id FROM agent_logs").fetchall()
+    return len(rows), len({spool_id for spool_id, _ in rows}), {tool for _, tool in rows}
+
+
+def stop_deliverer(folder: Path) -> None:
+    """SIGTERM the deliverer holding the lock, by the pid it wrote; wait for the lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        probe = spool.FileLock(str(folder), spool.DELIVERER_LOCK)
+        if probe.acquire(blocking=False):
+            probe.release()
+            return
+        pid = spool.deliverer_pid(str(folder))
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.1)
+    raise AssertionError("the deliverer did not stop")
+
+
+def test_a_burst_of_hooks_starts_one_deliverer_and_hands_it_the_lock(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    folder = tmp_path / "spool"
+    database = tmp_path / "events.sqlite"
+    shutil.copyfile(sqlite_template, database)
+    env = hook_env(
+        folder,
+        SESSION_DB_AUTO_DELIVER=None,
+        SESSION_DB_DATA_DIR=str(tmp_path / "data"),
+        SESSION_DB_URL=f"sqlite+aiosqlite:///{database}",
+    )
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    names = {f"toolu_burst_{index:02d}" for index in range(50)}
+    started = []
+    try:
+        for name in sorted(names):
+            source = inputs / f"{name}.json"
+            payload = make_payload("PreToolUse", CURRENT, "") | {"tool_use_id": name}
+            source.write_bytes(json.dumps(payload).encode())
+            with source.open("rb") as stdin:
+                started.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "session_db", "hook"],
+                        stdin=stdin,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        env=env,
+                        cwd=tmp_path,
+                    )
+                )
+        for process in started:
+            stdout, stderr = process.communicate(timeout=120)
+            assert (process.returncode, stdout, stderr) == (0, b"", b"")
+        hooks = {process.pid for process in started}
+
+        # Every hook has exited, and the lock is held: by the deliverer, handed over.
+        probe = spool.FileLock(str(folder), spool.DELIVERER_LOCK)
+        assert not probe.acquire(blocking=False), "no one holds the deliverer lock"
+        deadline = time.monotonic() + 90
+        while delivered_rows(database)[0] < 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert delivered_rows(database) == (50, 50, names)
+        pid = spool.deliverer_pid(str(folder))
+        assert pid is not None and pid not in hooks
+        time.sleep(2)  # a deliverer started by a late hook has had time to say so
+        log = (folder / spool.DELIVERER_LOG).read_text().splitlines()
+        starts = [line for line in log if "deliverer started" in line]
+        assert len(starts) == 1, "\n".join(starts)
+        assert f"pid={pid} " in starts[0] and "the lock the hook handed over" in starts[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert command[-5:-1] == [b"--follow", b"--background", b"--lock-fd", b"3"]
+        lock_path = os.path.realpath(folder / spool.DELIVERER_LOCK)
+        assert os.readlink(f"/proc/{pid}/fd/3") == lock_path
+        # ...and not inheritable there: the deliverer's own children do not get it.
+        flags = Path(f"/proc/{pid}/fdinfo/3").read_text().split("flags:")[1].split()[0]
+        assert int(flags, 8) & os.O_CLOEXEC
+        assert not probe.acquire(blocking=False)
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+        stop_deliverer(folder)
+    assert spool.append_failures(str(folder)).count == 0
+    assert not (folder / spool.HOOK_LOG).exists()
+
+
+def test_a_hook_that_cannot_start_the_deliverer_lets_go_of_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "spool"
+    monkeypatch.setenv("SESSION_DB_SPOOL_DIR", str(folder))
+    monkeypatch.delenv("SESSION_DB_AUTO_DELIVER", raising=False)
+    spawned: list[tuple[Any, ...]] = []
+
+    def no_spawn(*args: Any, **kwargs: Any) -> int:
+        spawned.append((args, kwargs))
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "posix_spawn", no_spawn)
+    sent = json.dumps(make_payload("Stop", CURRENT, "")).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(sent)))
+
+    assert hook.run() == 0
+
+    assert capsys.readouterr() == ("", "")
+    (line,) = spool_lines(folder / spool.LIVE_FILE)
+    assert parse_line(line).name == "Stop"
+    ((args, kwargs),) = spawned  # it tried, with the lock as fd 3
+    assert args[1][-2:] == ["--lock-fd", "3"]
+    dup2 = kwargs["file_actions"][0]
+    assert dup2[0] == os.POSIX_SPAWN_DUP2 and dup2[2] == 3
+    assert "starting a deliverer failed: OSError" in (folder / spool.HOOK_LOG).read_text()
+    # The lock is free again, and no descriptor of it is left open in this process.
+    probe = spool.FileLock(str(folder), spool.DELIVERER_LOCK)
+    assert probe.acquire(blocking=False)
+    probe.release()
+    lock_path = os.path.realpath(folder / spool.DELIVERER_LOCK)
+    open_files = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+    assert lock_path not in open_files
+
+
+def test_a_deliverer_handed_a_wrong_lock_fd_takes_the_lock_itself(tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    other = tmp_path / "not-the-lock"
+    other.write_bytes(b"")
+    env = hook_env(
+        folder,
+        SESSION_DB_DATA_DIR=str(tmp_path / "data"),
+        SESSION_DB_URL=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'never.sqlite'}",
+    )
+    deliverer = [sys.executable, "-m", "session_db", "ingest", "--follow", "--background"]
+    with other.open("rb") as handle:
+        fd = handle.fileno()
+        done = subprocess.run(
+            [*deliverer, "--linger", "0.2", "--lock-fd", str(fd)],
+            env=env,
+            cwd=tmp_path,
+            pass_fds=(fd,),
+            capture_output=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    log = (folder / spool.DELIVERER_LOG).read_text()
+    assert f"--lock-fd {fd} is not the deliverer lock" in log
+    assert "deliverer started, taking the lock itself" in log
+    assert (folder / spool.DELIVERER_LOCK).read_bytes().strip().isdigit()  # its pid
 
 
 # --- the default data folder ---------------------------------------------------------------
