@@ -154,21 +154,21 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def row(
     figure: str,
-    value: float,
+    value: float | None,
     unit: str,
-    baseline: float,
+    baseline: float | None,
     target: str,
     *,
     compared_with: str = "",
     note: str = "",
 ) -> dict[str, Any]:
-    """A result row; ratio = value / baseline."""
+    """A result row; ratio = value / baseline (None when either is missing)."""
     return {
         "figure": figure,
         "value": value,
         "unit": unit,
         "baseline": baseline,
-        "ratio": value / baseline if baseline else float("nan"),
+        "ratio": value / baseline if value is not None and baseline else None,
         "target": target,
         "compared_with": compared_with,
         "note": note,

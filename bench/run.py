@@ -99,6 +99,8 @@ def verdict(ratio: float | None, target: str) -> str:
 
 
 def _number(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
     if not isinstance(value, int | float):
         return str(value)
     if unit.endswith("/s") or unit == "MiB":
