@@ -19,6 +19,7 @@ whole), and the rows users ask for are built from the events:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import uuid
@@ -31,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db.claude import spool
 from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
 from session_db.crud.projects import upsert_project, upsert_projects
-from session_db.crud.relationships import link_sessions
+from session_db.crud.relationships import link_new_children, link_sessions
 from session_db.crud.sessions import (
     SessionActivity,
     elapsed_ms,
@@ -103,7 +104,7 @@ class HookEvent:
             return str(value)
         return value if isinstance(value, str) and value else None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """The hook event name, or "unknown" when the payload has none."""
         return self.text("hook_event_name") or "unknown"
@@ -448,19 +449,21 @@ async def _ensure_subagents(
                 }
             )
         created = await ensure_sessions(db, rows)
+        links = []
         for slug, (child_id, is_new) in created.items():
             ids[slug] = child_id
             row = ready[slug]
             if is_new and row["parent_session_id"] is not None:
-                link = {
-                    "parent_session_id": row["parent_session_id"],
-                    "child_session_id": child_id,
-                    "relationship_type": RelationshipType.PARENT_CHILD,
-                    "spawn_reason": SpawnReason.TASK_TOOL,
-                    "spawn_metadata": {"source": SOURCE_APP, "agent_id": row["agent_id"]},
-                }
-                with contextlib.suppress(ConflictError):  # linked by another writer
-                    await link_sessions(db, link)
+                links.append(
+                    {
+                        "parent_session_id": row["parent_session_id"],
+                        "child_session_id": child_id,
+                        "relationship_type": RelationshipType.PARENT_CHILD,
+                        "spawn_reason": SpawnReason.TASK_TOOL,
+                        "spawn_metadata": {"source": SOURCE_APP, "agent_id": row["agent_id"]},
+                    }
+                )
+        await link_new_children(db, links)
         for slug in ready:
             pending.pop(slug)
     return ids
@@ -629,7 +632,7 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
         depth = 0 if parent_id is None else 1
         update = {"session_id": session_id, "parent_session_id": parent_id, "session_depth": depth}
         rows.append(entry.model_copy(update=update))
-    inserted = {row.spool_id for row in await add_agent_logs(db, rows)}
+    inserted = {key.spool_id for key in await add_agent_logs(db, rows)}
     new = [(event, *placement.sessions[event.spool_id]) for event, _ in entries]
     new = [item for item in new if item[0].spool_id in inserted]
     result.duplicates += len(entries) - len(new)

@@ -29,19 +29,27 @@ def _staging_name(table: sa.Table) -> str:
     return f"staging_{table.name}"
 
 
-def _json_columns(table: sa.Table) -> frozenset[str]:
-    return frozenset(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+def _as_text(value: Any) -> Any:
+    # A StrEnum member goes as the plain text asyncpg's encoder expects.
+    return None if value is None else str(value)
 
 
-def _copy_value(value: Any, *, is_json: bool) -> Any:
-    """A value as asyncpg's binary COPY wants it: JSON as its text, enums as plain text."""
-    if value is None:
-        return None
-    if is_json:
-        return json.dumps(value)
-    if isinstance(value, str) and type(value) is not str:
-        return str(value)  # a StrEnum member
-    return value
+def _as_json(value: Any) -> Any:
+    return None if value is None else json.dumps(value)
+
+
+def _copy_converters(table: sa.Table, columns: Sequence[str]) -> list[Any]:
+    """Per column, how a value becomes what asyncpg's binary COPY wants (None: as it is)."""
+    converters: list[Any] = []
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, sa.JSON):
+            converters.append(_as_json)
+        elif isinstance(kind, sa.String) and not isinstance(kind, sa.Enum):
+            converters.append(_as_text)
+        else:
+            converters.append(None)
+    return converters
 
 
 async def _copy_into_staging(
@@ -56,11 +64,10 @@ async def _copy_into_staging(
         f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
     )
     await connection.exec_driver_sql(f'TRUNCATE "{staging}"')
-    json_columns = _json_columns(table)
-    flags = [name in json_columns for name in columns]
-    pairs = list(zip(columns, flags, strict=True))
+    steps = list(zip(columns, _copy_converters(table, columns), strict=True))
     records = [
-        tuple(_copy_value(row.get(name), is_json=flag) for name, flag in pairs) for row in rows
+        tuple(row[name] if convert is None else convert(row[name]) for name, convert in steps)
+        for row in rows
     ]
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
@@ -93,7 +100,9 @@ async def insert_rows(
         update_on_conflict: {column: expression} for DO UPDATE; build the expressions with
             `excluded(table)` (the incoming row) and `table.c` (the stored one).
         conflict_where: A condition the DO UPDATE must meet.
-        returning: Columns to return for each row actually inserted or updated.
+        returning: Columns to return for each row actually inserted or updated. SQLite
+            cannot return rows from an executemany, so there it costs one statement per
+            page of rows: ask only where the answer is needed.
 
     Returns:
         The `returning` columns of the rows written, in no particular order.
@@ -101,17 +110,24 @@ async def insert_rows(
     if not rows:
         return []
     columns = list(rows[0].keys())
-    dialect = db.get_bind().dialect.name
+    dialect = db.get_bind().dialect
     written: list[sa.Row[Any]] = []
     for start in range(0, len(rows), BULK_PAGE):
         page = rows[start : start + BULK_PAGE]
-        if dialect == "postgresql" and len(page) >= COPY_MIN_ROWS:
+        if dialect.name == "sqlite" and not returning:
+            statement = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
+            statement = _with_conflict(
+                statement, table, skip_conflicts_on, update_on_conflict, conflict_where
+            )
+            await _sqlite_executemany(db, statement, table, columns, page)
+            continue
+        if dialect.name == "postgresql" and len(page) >= COPY_MIN_ROWS:
             staging = await _copy_into_staging(db, table, columns, page)
-            statement: Any = postgresql.insert(table).from_select(
+            statement = postgresql.insert(table).from_select(
                 columns, sa.select(*(staging.c[name] for name in columns))
             )
             params: Any = None
-        elif dialect == "postgresql":
+        elif dialect.name == "postgresql":
             statement, params = postgresql.insert(table).values([dict(row) for row in page]), None
         else:
             statement = sqlite.insert(table)
@@ -125,6 +141,42 @@ async def insert_rows(
         if returning:
             written.extend(result.all())
     return written
+
+
+async def _sqlite_executemany(
+    db: AsyncSession,
+    statement: Any,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """Run `statement` once per row in one DBAPI executemany, converting values as SQLAlchemy
+    would (JSON to text, timestamps to UTC text) but once per column, not per row."""
+    connection = await db.connection()
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect)
+    wanted = set(columns)
+    # (column name or None, constant, processor) per positional parameter; a type's
+    # bind processor includes a type decorator's own step (UTC conversion, say).
+    steps: list[tuple[str | None, Any, Any]] = []
+    for key in compiled.positiontup or ():
+        bind = compiled.binds[key]
+        if bind.key in wanted:
+            kind = table.c[bind.key].type
+            steps.append((bind.key, None, kind.dialect_impl(dialect).bind_processor(dialect)))
+        else:  # a constant of the statement itself (an ON CONFLICT condition's value)
+            kind = bind.type
+            steps.append(
+                (None, bind.effective_value, kind.dialect_impl(dialect).bind_processor(dialect))
+            )
+    params = []
+    for row in rows:
+        values = []
+        for name, constant, process in steps:
+            value = constant if name is None else row.get(name)
+            values.append(value if process is None else process(value))
+        params.append(tuple(values))
+    await connection.exec_driver_sql(str(compiled), params)
 
 
 def _with_conflict(

@@ -11,7 +11,7 @@ error; on PostgreSQL the caller's transaction must then be rolled back.
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import func
@@ -66,9 +66,16 @@ def validate_agent_log(
     return log
 
 
+class AgentLogKey(NamedTuple):
+    """The keys of a row `add_agent_logs` inserted."""
+
+    id: uuid.UUID
+    spool_id: str | None
+
+
 def _row_values(log: AgentLogCreate) -> dict[str, Any]:
     """The full column values of a new row (defaults filled here, not by the server)."""
-    values = log.model_dump()
+    values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
     values["event_category"] = log.event_category.value
     values["id"] = new_id()
     values["created_at"] = utcnow()
@@ -131,16 +138,16 @@ async def create_agent_log(
 @translating_errors(ENTITY)
 async def add_agent_logs(
     db: AsyncSession, rows: Iterable[AgentLogCreate | Mapping[str, Any]]
-) -> list[AgentLogRead]:
-    """Record many events in a bounded number of statements; return those inserted.
+) -> list[AgentLogKey]:
+    """Record many events in a bounded number of statements; return the keys of those inserted.
 
-    Rows are validated like `create_agent_log`'s input. Within the batch, a `spool_id`
-    seen twice keeps its first row; a `spool_id` already stored is skipped, so
-    delivering the same events again inserts nothing. Nothing is written unless every
-    row is valid and refers to rows that exist.
+    Rows are validated like `create_agent_log`'s input (an `AgentLogCreate` is taken as
+    already valid). Within the batch, a `spool_id` seen twice keeps its first row; a
+    `spool_id` already stored is skipped, so delivering the same events again inserts
+    nothing. Nothing is written unless every row is valid and refers to rows that exist.
 
     Returns:
-        The inserted rows in input order.
+        (id, spool_id) of each inserted row, in input order.
 
     Raises:
         InvalidInputError: A row is invalid; the message names its index and field.
@@ -158,11 +165,22 @@ async def add_agent_logs(
     if not values:
         return []
     await _check_references(db, values)
-    written = await insert_rows(
-        db, _TABLE, values, skip_conflicts_on=["spool_id"], returning=["id"]
-    )
-    inserted = {row_id for (row_id,) in written}
-    return [AgentLogRead.model_construct(**row) for row in values if row["id"] in inserted]
+    if db.get_bind().dialect.name == "postgresql":
+        written = await insert_rows(
+            db, _TABLE, values, skip_conflicts_on=["spool_id"], returning=["id"]
+        )
+        inserted = {row_id for (row_id,) in written}
+        fresh = [row for row in values if row["id"] in inserted]
+    else:
+        # SQLite returns no rows from an executemany: find the stored spool ids first (one
+        # lookup; the write transaction keeps them from changing meanwhile).
+        stored = set()
+        if seen:
+            found = await db.exec(select(AgentLog.spool_id).where(AgentLog.spool_id.in_(seen)))  # type: ignore[union-attr]
+            stored = set(found.all())
+        fresh = [row for row in values if row["spool_id"] is None or row["spool_id"] not in stored]
+        await insert_rows(db, _TABLE, fresh, skip_conflicts_on=["spool_id"])
+    return [AgentLogKey(row["id"], row["spool_id"]) for row in fresh]
 
 
 @translating_errors(ENTITY)

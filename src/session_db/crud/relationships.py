@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, func, literal, union
+from sqlalchemy import Uuid, bindparam, func, literal, union
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +23,7 @@ from session_db.crud._base import (
     translating_errors,
     update_row,
 )
+from session_db.crud._bulk import insert_rows
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.models import (
     RelatedSession,
@@ -36,7 +37,7 @@ from session_db.models import (
     SessionRollup,
     SessionTreeNode,
 )
-from session_db.models.base import to_money
+from session_db.models.base import new_id, to_money, utcnow
 
 ENTITY = "session_relationship"
 # Recursion stops here even if rows written behind the CRUD layer's back form a cycle.
@@ -343,3 +344,75 @@ async def get_session_rollup(db: AsyncSession, session_id: uuid.UUID) -> Session
         total_tokens=int(tokens),
         total_cost=to_money(cost if cost is not None else Decimal(0)),
     )
+
+
+@translating_errors(ENTITY)
+async def link_new_children(
+    db: AsyncSession, links: list[SessionRelationshipCreate | Mapping[str, Any]]
+) -> None:
+    """Link sessions created in this transaction to their parents, a batch at a time.
+
+    The set-based form of `link_sessions` for children that have no links yet (a
+    subagent seen for the first time): nothing can be below them, so no cycle is
+    possible and only their own edge needs a depth and path. One read of the parents'
+    own edges, one INSERT of the edges (a pair already linked is left alone), one
+    executemany UPDATE of the parents' `agent_count`.
+    """
+    edges = [coerce_input(SessionRelationshipCreate, link, ENTITY) for link in links]
+    edges = [edge for edge in edges if edge.parent_session_id != edge.child_session_id]
+    if not edges:
+        return
+    ids = {edge.parent_session_id for edge in edges} | {edge.child_session_id for edge in edges}
+    slugs = dict(
+        (await db.exec(select(Session.id, Session.session_slug).where(Session.id.in_(ids)))).all()  # type: ignore[attr-defined]
+    )
+    above: dict[tuple[uuid.UUID, RelationshipType], tuple[int, str | None]] = {}
+    rows = await db.exec(
+        select(
+            SessionRelationship.child_session_id,
+            SessionRelationship.relationship_type,
+            SessionRelationship.depth_level,
+            SessionRelationship.session_path,
+        )
+        .where(SessionRelationship.child_session_id.in_({e.parent_session_id for e in edges}))  # type: ignore[attr-defined]
+        .order_by(SessionRelationship.created_at, SessionRelationship.id)
+    )
+    for child, kind, depth, path in rows.all():
+        above.setdefault((child, RelationshipType(kind)), (depth, path))
+    values = []
+    now = utcnow()
+    for edge in edges:
+        depth, path = above.get((edge.parent_session_id, edge.relationship_type), (0, None))
+        parent_path = path or slugs[edge.parent_session_id]
+        values.append(
+            {
+                **edge.__dict__,
+                "relationship_type": edge.relationship_type.value,
+                "spawn_reason": edge.spawn_reason.value if edge.spawn_reason else None,
+                "delegation_type": edge.delegation_type.value if edge.delegation_type else None,
+                "id": new_id(),
+                "depth_level": depth + 1,
+                "session_path": f"{parent_path}.{slugs[edge.child_session_id]}",
+                "created_at": now,
+            }
+        )
+    table = SessionRelationship.__table__  # type: ignore[attr-defined]
+    written = await insert_rows(
+        db,
+        table,
+        values,
+        skip_conflicts_on=["parent_session_id", "child_session_id"],
+        returning=["parent_session_id", "relationship_type"],
+    )
+    counts: dict[uuid.UUID, int] = {}
+    for parent_id, kind in written:
+        if kind == _PARENT_CHILD.value:
+            counts[parent_id] = counts.get(parent_id, 0) + 1
+    sessions = Session.__table__  # type: ignore[attr-defined]
+    if counts:
+        await db.exec(
+            sessions.update()
+            .where(sessions.c.id == bindparam("b_id"))
+            .values(agent_count=sessions.c.agent_count + bindparam("b_added"), updated_at=now),
+            params=[{"b_id": parent, "b_added": added} for parent, added in counts.items()],
+        )

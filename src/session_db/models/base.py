@@ -154,10 +154,14 @@ class Base(SQLModel, registry=mapper_registry):
                 raise ValueError(f"text of {len(value)} characters exceeds {MAX_TEXT_CHARS}")
             return scrub_nul(value)
         if isinstance(value, dict | list):
-            value = scrub_nul(value)
-            size = len(json.dumps(value, default=str))
-            if size > MAX_JSON_CHARS:
-                raise ValueError(f"JSON of {size} characters exceeds {MAX_JSON_CHARS}")
+            text = json.dumps(value, default=str)
+            # The serialised form escapes every NUL (in keys and values alike) as \u0000,
+            # so only a value that shows one needs the walk that replaces them.
+            if "\\u0000" in text:
+                value = scrub_nul(value)
+                text = json.dumps(value, default=str)
+            if len(text) > MAX_JSON_CHARS:
+                raise ValueError(f"JSON of {len(text)} characters exceeds {MAX_JSON_CHARS}")
         return value
 
 
