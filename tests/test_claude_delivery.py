@@ -482,3 +482,56 @@ async def test_follow_keeps_retrying_while_the_database_is_down(
         await down.dispose()
     assert stop.is_set() and pending_events(str(spool_dir))
     assert "delivery failed, retrying" in caplog.text
+
+
+async def test_an_unwritable_rejected_file_delays_only_the_rejects(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Valid events are delivered; the batch stays until its bad lines can be set aside."""
+    for index in range(3):
+        spool_event(tmp_path, base("Notification", message=f"n{index}"), at_s=index)
+    spool.append_line(str(tmp_path), b"a torn line without its header\n")
+    spool_event(tmp_path, base("Stop", stop_hook_active=False), at_s=5)
+    # A folder where the rejected file should be: appending to it fails like a full disk.
+    (tmp_path / spool.REJECTED_FILE).mkdir()
+    report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert (report.delivered, report.rejected) == (4, 0)
+    assert await count_logs(engine) == 4
+    batches = spool.batch_files(str(tmp_path))
+    assert len(batches) == 1, "the batch waits, holding the line not yet set aside"
+
+    (tmp_path / spool.REJECTED_FILE).rmdir()
+    report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert (report.delivered, report.rejected) == (0, 1)
+    assert report.duplicates == 4  # re-read from where it was settled, found stored
+    assert not pending_events(str(tmp_path))
+    rejected = (tmp_path / spool.REJECTED_FILE).read_text().splitlines()
+    assert [json.loads(line)["line"] for line in rejected] == ["a torn line without its header\n"]
+    assert await count_logs(engine) == 4
+
+
+async def test_a_hostile_line_between_valid_events_fails_alone(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Too deep to parse, too large to store, not an object: each is set aside with why."""
+    spool_event(tmp_path, base("Notification", message="before"), at_s=0)
+    deep = b'{"session_id":"' + SESSION.encode() + b'","tool_input":' + b"[" * 10_000
+    deep += b"]" * 10_000 + b"}"
+    huge = json.dumps(base("PostToolUse", tool_response="x" * 9_000_000)).encode()
+    for at_s, raw in ((1, deep), (2, huge), (3, b"[1, 2, 3]")):
+        received = T0 + int(at_s * 1e9)
+        line = spool.spool_line(raw, spool.new_spool_id(received), received, None)
+        spool.append_line(str(tmp_path), line)
+    spool_event(tmp_path, base("Notification", message="after"), at_s=4)
+    report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert (report.delivered, report.rejected) == (2, 3)
+    reasons = [
+        json.loads(line)["reason"]
+        for line in (tmp_path / spool.REJECTED_FILE).read_text().splitlines()
+    ]
+    assert any("nested too deeply" in reason for reason in reasons)
+    assert any("exceeds" in reason for reason in reasons)
+    assert any("is a list" in reason for reason in reasons)
+    async with get_async_session(engine) as db:
+        logs = await crud.list_agent_logs(db)
+    assert [log.payload.get("message") for log in logs] == ["before", "after"]
