@@ -267,7 +267,10 @@ async def deliver_batch_file(
         else:
             report.rejected += len(rejected)
         if settled:
-            _write_offset(path, chunk.end)
+            try:
+                _write_offset(path, chunk.end)
+            except OSError as error:  # only costs re-reading stored lines next time
+                logger.warning("cannot record how far %s is delivered: %s", path, error)
     if settled:
         os.unlink(path)
         with contextlib.suppress(FileNotFoundError):
@@ -362,10 +365,14 @@ async def follow(
                     )
                     schema_checked = True
                 except Exception as error:
-                    if not is_transient(error):
-                        raise
+                    # Nothing stops a following deliverer: a fault that is not the
+                    # database's (a bug, a disk error) is logged whole and retried later
+                    # like an outage, and the events wait in the spool meanwhile.
                     backoff = min(max(1.0, backoff * 2), 30.0)
-                    logger.warning("delivery failed, retrying in %.0f s: %s", backoff, error)
+                    if is_transient(error):
+                        logger.warning("delivery failed, retrying in %.0f s: %s", backoff, error)
+                    else:
+                        logger.exception("delivery failed, retrying in %.0f s", backoff)
                     await _sleep(stop, backoff)
                     continue
                 backoff = 0.0
