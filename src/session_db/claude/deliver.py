@@ -404,6 +404,7 @@ def spool_status(directory: str) -> dict[str, object]:
     for path in [*files, os.path.join(directory, spool.LIVE_FILE)]:
         try:
             with open(path, "rb") as handle:
+                handle.seek(_read_offset(path) if path in files else 0)  # delivered before
                 waiting += sum(1 for line in handle if line.strip())
         except FileNotFoundError:
             continue
