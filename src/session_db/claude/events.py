@@ -118,9 +118,13 @@ def parse_line(line: bytes) -> HookEvent:
             too deeply to read; the message says which (with the spool id when the
             header could be read).
     """
-    header_bytes, payload_bytes = spool.split_line(line)
+    end = line.find(spool.HEADER_END)
+    if end < 0:
+        raise ValueError("no header separator")
+    # Sliced, not split: the payload keeps its line break, which JSON skips as whitespace.
+    header_bytes, payload_bytes = line[:end], line[end + 1 :]
     try:
-        header = json.loads(header_bytes)
+        header = _DECODER.decode(header_bytes.decode("utf-8", "surrogatepass"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"the spool header is not valid JSON ({error})") from None
     spool_id = header.get("spool_id") if isinstance(header, dict) else None
@@ -128,7 +132,7 @@ def parse_line(line: bytes) -> HookEvent:
     if not isinstance(spool_id, str) or not isinstance(received_ns, int):
         raise ValueError("the spool header has no spool_id or received_at_ns")
     try:
-        payload = json.loads(payload_bytes, parse_float=_finite_or_text, parse_constant=str)
+        payload = _DECODER.decode(payload_bytes.decode("utf-8", "surrogatepass"))
         # NUL and lone surrogates can only arrive as \u escapes or as raw surrogate bytes
         # (0xED ...), so a payload with neither needs no cleaning walk.
         if b"\\u" in payload_bytes or b"\xed" in payload_bytes:
@@ -153,6 +157,10 @@ def parse_line(line: bytes) -> HookEvent:
 def _finite_or_text(literal: str) -> float | str:
     number = float(literal)
     return number if math.isfinite(number) else literal
+
+
+# One decoder for every line: `json.loads` with hooks would build a new one per call.
+_DECODER = json.JSONDecoder(parse_float=_finite_or_text, parse_constant=str)
 
 
 def clean_text(value: Any) -> Any:
