@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -9,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from session_db.claude.pricing import Cost, normalize_model, price_usage
+from session_db.claude import pricing
+from session_db.claude.pricing import Cost, clear_price_cache, normalize_model, price_usage
 
 # One real claude-opus-4-6 response at list price: $5/M input, $25/M output, $6.25/M cache
 # write (5 minutes), $0.50/M cache read: 0.00009 + 0.064425 + 0.09225 + 0.0849085 = 0.2416735.
@@ -121,21 +123,156 @@ def test_a_usage_genai_prices_cannot_read_is_unpriced(usage: dict) -> None:
 
 
 def test_an_unknown_model_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import genai_prices
+    from genai_prices.data_snapshot import DataSnapshot
 
+    clear_price_cache()
     calls: list[str] = []
-    real = genai_prices.extract_usage
+    real = DataSnapshot.find_provider_model
 
-    def counting(data, **kwargs):
-        calls.append(data["model"])
-        return real(data, **kwargs)
+    def counting(self, model_ref, *args):  # type: ignore[no-untyped-def]
+        calls.append(model_ref)
+        return real(self, model_ref, *args)
 
-    monkeypatch.setattr(genai_prices, "extract_usage", counting)
+    monkeypatch.setattr(DataSnapshot, "find_provider_model", counting)
     for _ in range(3):
         assert price_usage("claude-lookup-once-1", OPUS_USAGE).source == "unpriced"
-    for _ in range(2):
+    for _ in range(3):
         assert price_usage("claude-opus-4-6", OPUS_USAGE).amount == OPUS_COST
-    assert calls == ["claude-lookup-once-1", "claude-opus-4-6", "claude-opus-4-6"]
+    assert calls == ["claude-lookup-once-1", "claude-opus-4-6"]
+
+
+def test_a_price_is_resolved_once_per_model_and_price_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clear_price_cache()
+    built: list[object] = []
+    real = pricing._PricePlan.__init__
+
+    def counting(self, price):  # type: ignore[no-untyped-def]
+        built.append(price)
+        real(self, price)
+
+    monkeypatch.setattr(pricing._PricePlan, "__init__", counting)
+    # claude-opus-4-6 had long-context tiers until 2026-03-13, one flat price since.
+    before, after = datetime(2026, 2, 12, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    for _ in range(3):
+        for at in (before, after):
+            assert price_usage("claude-opus-4-6", OPUS_USAGE, at=at).amount == OPUS_COST
+            assert price_usage("us.anthropic.claude-opus-4-6-v1", OPUS_USAGE, at=at).source == (
+                "computed"
+            )
+    assert len(built) == 2 and built[0] is not built[1]
+
+
+@pytest.mark.parametrize(
+    ("usage", "amount"),
+    [
+        # Above 200k input tokens (cache reads and writes included) every token of the
+        # request costs the long-context price, $10/M input and $1/M cache read.
+        ({"input_tokens": 200_000, "output_tokens": 0}, Decimal("1")),
+        ({"input_tokens": 200_001, "output_tokens": 0}, Decimal("2.00001")),
+        (
+            {"input_tokens": 1, "output_tokens": 0, "cache_read_input_tokens": 200_000},
+            Decimal("0.20001"),
+        ),
+        (
+            {"input_tokens": 0, "output_tokens": 1_000, "cache_read_input_tokens": 199_999},
+            Decimal("0.1249995"),
+        ),
+    ],
+)
+def test_tiered_prices_stay_exact(usage: dict, amount: Decimal) -> None:
+    at = datetime(2026, 2, 12, tzinfo=UTC)  # the tiered period of claude-opus-4-6
+    cost = price_usage("claude-opus-4-6", usage, at=at)
+    assert cost.amount == amount == pricing.genai_list_price("claude-opus-4-6", usage, at)
+
+
+# An unknown model with an unreadable usage fails on the usage in genai-prices and on the
+# model here: unpriced either way, which is what price_usage makes of both.
+def _genai_or_error(name: str, usage: dict, at: datetime | None) -> object:
+    try:
+        return pricing.genai_list_price(name, usage, at)
+    except (LookupError, ValueError, TypeError, ArithmeticError):
+        return "unpriced"
+
+
+def _cached_or_error(name: str, usage: dict, at: datetime | None) -> object:
+    try:
+        return pricing._list_price(name, usage, at)
+    except (LookupError, ValueError, TypeError, ArithmeticError):
+        return "unpriced"
+
+
+def _random_usage(rnd: random.Random) -> dict:
+    odd = [None, -1, "5", True, 2.5, Decimal("3"), 199_999, 200_000, 200_001]
+
+    def count() -> object:
+        return rnd.choice(odd) if rnd.random() < 0.15 else rnd.choice([0, rnd.randint(0, 300_000)])
+
+    usage: dict = {}
+    for key in (
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ):
+        if rnd.random() < 0.9:
+            usage[key] = count()
+    if rnd.random() < 0.5:
+        usage["cache_creation"] = rnd.choice(
+            [
+                {"ephemeral_5m_input_tokens": count(), "ephemeral_1h_input_tokens": count()},
+                {"ephemeral_1h_input_tokens": count()},
+                None,
+                "n/a",
+            ]
+        )
+    if rnd.random() < 0.2:
+        usage["server_tool_use"] = {"web_search_requests": rnd.choice([0, 1, 3, None])}
+    if rnd.random() < 0.2:
+        usage["output_tokens_details"] = {"thinking_tokens": rnd.randint(0, 5_000)}
+    return usage
+
+
+def test_cached_prices_equal_genai_prices_to_the_last_digit() -> None:
+    from genai_prices.data_snapshot import get_snapshot
+
+    clear_price_cache()
+    provider = get_snapshot().find_provider(None, pricing.PROVIDER, None)
+    models = [model.id for model in provider.models] + [
+        "claude-sonnet-4-5-20250929",
+        "claude-haiku-4-5-20251001",
+        "claude-3-5-sonnet-20241022",
+        "claude-imaginary-9",
+    ]
+    times = [
+        None,
+        datetime(2024, 6, 1, tzinfo=UTC),
+        datetime(2026, 2, 12, 16, 2, 48, tzinfo=UTC),
+        datetime(2026, 3, 12, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 3, 13, tzinfo=UTC),
+        datetime(2026, 10, 14, tzinfo=UTC),
+    ]
+    rnd = random.Random(20260213)
+    outcomes: set[str] = set()
+    for _ in range(1_500):
+        usage, name, at = _random_usage(rnd), rnd.choice(models), rnd.choice(times)
+        expected = _genai_or_error(name, usage, at)
+        got = _cached_or_error(name, usage, at)
+        assert got == expected, (name, at, usage)
+        if isinstance(expected, Decimal):
+            assert got.as_tuple() == expected.as_tuple(), (name, at, usage)  # type: ignore[union-attr]
+        outcomes.add(type(expected).__name__ if isinstance(expected, Decimal) else expected)
+    # The grid reached every kind of outcome, and the cache was used, not bypassed.
+    assert outcomes == {"Decimal", "unpriced"}
+    assert any(entry.extraction is not None for entry in pricing._MODELS.values())
+
+
+def test_counts_that_are_not_ints_are_priced_by_genai_prices_itself() -> None:
+    usage = {"input_tokens": 10.5, "output_tokens": Decimal("5"), "cache_read_input_tokens": 7}
+    at = datetime(2026, 2, 12, tzinfo=UTC)
+    expected = pricing.genai_list_price("claude-opus-4-6", usage, at)
+    assert price_usage("claude-opus-4-6", usage, at=at) == Cost(expected, "computed", True)
 
 
 def test_importing_the_module_does_not_import_genai_prices() -> None:
