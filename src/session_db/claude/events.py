@@ -105,6 +105,15 @@ class HookEvent:
         return value if isinstance(value, str) and value else None
 
     @functools.cached_property
+    def entry(self) -> AgentLogCreate:
+        """The event's validated `agent_logs` input (see `log_entry`), computed once.
+
+        Raises:
+            InvalidInputError: The event cannot be stored.
+        """
+        return log_entry(self)
+
+    @functools.cached_property
     def name(self) -> str:
         """The hook event name, or "unknown" when the payload has none."""
         return self.text("hook_event_name") or "unknown"
@@ -628,7 +637,7 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
     entries: list[tuple[HookEvent, AgentLogCreate]] = []
     for event in unique:
         try:
-            entries.append((event, log_entry(event)))
+            entries.append((event, event.entry))
         except Exception as error:  # this event's own problem: it fails alone
             result.refused.append((event, f"{type(error).__name__}: {error}"))
     if not entries:
