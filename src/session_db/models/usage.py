@@ -68,3 +68,33 @@ class UsageRecord(Base, table=True):
     occurred_at: datetime | None = timestamp_field()
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
+
+
+# The columns' own bounds, so a value out of range is refused alike on both engines
+# (SQLite would store a cost PostgreSQL's NUMERIC(18, 9) refuses; neither takes a count
+# past BIGINT).
+MAX_TOKENS = 2**63 - 1
+MAX_COST = Decimal("999999999.999999999")
+
+
+class UsageRecordCreate(Base):
+    """Input to record one model response's usage; (message_id, request_id) is its key."""
+
+    session_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    message_id: str = Field(max_length=255)
+    request_id: str = Field(default="", max_length=255)
+    model: str = Field(max_length=128)
+    input_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_creation_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cost: Decimal = Field(default=Decimal(0), ge=0, le=MAX_COST)
+    cost_source: CostSource = CostSource.UNPRICED
+    cost_is_estimate: bool = True
+    occurred_at: datetime | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """Input, output, cache-write and cache-read tokens together."""
+        return sum(getattr(self, column) for column in TOKEN_COLUMNS)

@@ -1,0 +1,290 @@
+"""Usage records on both engines: the keep-the-larger bulk upsert, reads, and the totals."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db import crud
+from session_db.crud._base import BULK_CHUNK
+from session_db.database import get_async_session
+from session_db.errors import InvalidInputError, NotFoundError
+from session_db.models import Agent, Session, UsageRecord
+from session_db.models.usage import MAX_TOKENS, UsageRecordCreate
+
+T0 = datetime(2026, 2, 12, 16, 0, tzinfo=UTC)
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements `engine` sends while the block runs (first words only)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()[:3]))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def usage(session_id: uuid.UUID, message: str, request: str = "req", **fields: Any) -> dict:
+    return {
+        "session_id": session_id,
+        "message_id": message,
+        "request_id": request,
+        "model": "claude-opus-4-6",
+        **fields,
+    }
+
+
+async def a_session(db: AsyncSession, slug: str) -> Session:
+    return await crud.get_session(db, await crud.ensure_session(db, slug))
+
+
+async def test_add_usage_records_keeps_the_larger_count_in_a_batch_and_against_stored_ones(
+    db: AsyncSession,
+) -> None:
+    first, other = await a_session(db, "first"), await a_session(db, "other")
+    written = await crud.add_usage_records(
+        db,
+        [
+            usage(first.id, "m1", output_tokens=1, occurred_at=T0),  # a streaming placeholder
+            usage(first.id, "m1", output_tokens=900, cost="0.5", occurred_at=T0),
+            usage(first.id, "m1", output_tokens=900, cost="9"),  # a tie: the first stays
+            usage(first.id, "m2", input_tokens=5),
+            UsageRecordCreate(**usage(first.id, "m2", request="other-request")),
+        ],
+    )
+    assert set(written) == {("m1", "req"), ("m2", "req"), ("m2", "other-request")}
+    m1 = await crud.get_usage_record(db, written[("m1", "req")])
+    assert (m1.output_tokens, m1.cost, m1.occurred_at) == (900, Decimal("0.5"), T0)
+
+    # Fewer tokens than stored: nothing changes and nothing is returned.
+    again = await crud.add_usage_records(db, [usage(other.id, "m1", output_tokens=10)])
+    assert again == {}
+    # More tokens: the counts and cost change; the session, agent and time do not.
+    more = await crud.add_usage_records(
+        db,
+        [usage(other.id, "m1", output_tokens=5_108, cost="0.7", cost_source="reported")],
+    )
+    assert more == {("m1", "req"): m1.id}
+    db.expunge_all()
+    m1 = await crud.get_usage_record(db, m1.id)
+    assert (m1.session_id, m1.output_tokens, m1.cost, m1.cost_source, m1.occurred_at) == (
+        first.id,
+        5_108,
+        Decimal("0.7"),
+        "reported",
+        T0,
+    )
+    assert len(await crud.list_usage_records(db)) == 3
+
+
+async def test_add_usage_records_writes_one_statement_per_chunk(
+    engine: AsyncEngine,
+) -> None:
+    async with get_async_session(engine) as db:
+        session = await a_session(db, "big")
+        rows = [usage(session.id, f"m{i}", input_tokens=i) for i in range(2 * BULK_CHUNK + 1)]
+        rows.append(rows[0])  # a duplicate is dropped before the statement sees it
+        with statements(engine) as seen:
+            written = await crud.add_usage_records(db, rows)
+    assert len(written) == 2 * BULK_CHUNK + 1
+    assert [s for s in seen if s.startswith("INSERT")] == ["INSERT INTO usage_records"] * 3
+    async with get_async_session(engine) as db:
+        stored = await crud.list_usage_records(db, session_id=session.id, limit=1000)
+        assert len(stored) == 1000
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"input_tokens": -1}, "usage_records[1].input_tokens"),
+        ({"output_tokens": MAX_TOKENS + 1}, "usage_records[1].output_tokens"),
+        ({"cost": "1e9"}, "usage_records[1].cost"),
+        ({"cost_source": "guessed"}, "usage_records[1].cost_source"),
+        ({"message_id": "m" * 256}, "usage_records[1].message_id"),
+    ],
+)
+async def test_add_usage_records_refuses_a_bad_row_by_index_and_field(
+    db: AsyncSession, row: dict, field: str
+) -> None:
+    session = await a_session(db, "refused")
+    with pytest.raises(InvalidInputError) as refused:
+        await crud.add_usage_records(
+            db, [usage(session.id, "ok"), {**usage(session.id, "x"), **row}]
+        )
+    assert f"{refused.value.entity}.{refused.value.field}" == field
+    assert await crud.list_usage_records(db) == []  # nothing of the batch was written
+
+
+async def test_add_usage_records_refuses_a_session_that_does_not_exist(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as connection, AsyncSession(bind=connection) as db:
+        with pytest.raises(InvalidInputError, match="does not exist"):
+            await crud.add_usage_records(db, [usage(uuid.uuid4(), "orphan")])
+        await db.rollback()
+
+
+async def test_list_and_get_usage_records(db: AsyncSession) -> None:
+    one, two = await a_session(db, "one"), await a_session(db, "two")
+    await crud.add_usage_records(
+        db,
+        [
+            usage(one.id, f"m{i}", occurred_at=T0 + timedelta(minutes=i), model=model)
+            for i, model in enumerate(["claude-opus-4-6", "claude-haiku-4-5", "claude-opus-4-6"])
+        ]
+        + [
+            usage(two.id, "n0", occurred_at=None),  # no time: first
+            usage(two.id, "n1", occurred_at=T0 + timedelta(seconds=30)),
+        ],
+    )
+    ids = lambda rows: [row.message_id for row in rows]  # noqa: E731
+    assert ids(await crud.list_usage_records(db, session_id=one.id)) == ["m0", "m1", "m2"]
+    assert ids(await crud.list_usage_records(db, session_id=two.id)) == ["n0", "n1"]
+    opus = await crud.list_usage_records(db, model="claude-opus-4-6")
+    assert ids(opus) == ["n0", "m0", "n1", "m2"]
+    window = {"since": T0 + timedelta(minutes=1), "until": T0 + timedelta(minutes=2)}
+    assert ids(await crud.list_usage_records(db, **window)) == ["m1"]
+    assert ids(await crud.list_usage_records(db, session_id=one.id, limit=1, offset=1)) == ["m1"]
+    with pytest.raises(InvalidInputError):
+        await crud.list_usage_records(db, limit=0)
+    with pytest.raises(NotFoundError):
+        await crud.get_usage_record(db, uuid.uuid4())
+
+
+async def test_get_latest_usage_record_finds_a_response_by_its_input_counts(
+    db: AsyncSession,
+) -> None:
+    session = await a_session(db, "child")
+    counts = {"input_tokens": 3, "cache_creation_tokens": 40, "cache_read_tokens": 500}
+    await crud.add_usage_records(
+        db,
+        [
+            usage(session.id, "early", occurred_at=T0, **counts),
+            usage(session.id, "late", occurred_at=T0 + timedelta(seconds=5), **counts),
+            usage(session.id, "other", occurred_at=T0 + timedelta(seconds=9), input_tokens=4),
+        ],
+    )
+    found = await crud.get_latest_usage_record(db, session.id, **counts)
+    assert found is not None and found.message_id == "late"
+    latest = await crud.get_latest_usage_record(db, session.id)
+    assert latest is not None and latest.message_id == "other"
+    assert await crud.get_latest_usage_record(db, session.id, input_tokens=99) is None
+
+
+async def test_ensure_usage_agents_creates_the_missing_and_keeps_the_existing(
+    db: AsyncSession,
+) -> None:
+    session = await a_session(db, "agents")
+    kept, new = uuid.uuid4(), uuid.uuid4()
+    assert await crud.ensure_usage_agents(
+        db, {kept: {"session_id": session.id, "agent_type": "main", "model": "m"}}
+    ) == {kept}
+    created = await crud.ensure_usage_agents(
+        db,
+        {
+            kept: {"session_id": session.id, "agent_type": "renamed"},
+            new: {"session_id": session.id, "agent_type": "compact", "status": "complete"},
+        },
+    )
+    assert created == {new}
+    db.expunge_all()
+    assert (await crud.get_agent(db, kept)).agent_type == "main"
+    assert (await crud.get_agent(db, new)).status == "complete"
+    with pytest.raises(InvalidInputError):
+        await crud.ensure_usage_agents(db, {uuid.uuid4(): {"session_id": session.id}})
+
+
+async def test_refresh_usage_totals_sets_agents_and_sessions_in_three_statements(
+    engine: AsyncEngine,
+) -> None:
+    async with get_async_session(engine) as db:
+        parent, child, idle = [await a_session(db, slug) for slug in ("parent", "child", "idle")]
+        main, gone, sub = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await crud.ensure_usage_agents(
+            db,
+            {
+                main: {"session_id": parent.id, "agent_type": "main", "agent_metadata": {"k": 1}},
+                gone: {"session_id": parent.id, "agent_type": "compact"},
+                sub: {"session_id": child.id, "agent_type": "Explore"},
+            },
+        )
+        await crud.add_usage_records(
+            db,
+            [
+                usage(parent.id, "p1", agent_id=main, input_tokens=10, output_tokens=5, cost="1"),
+                usage(parent.id, "p2", agent_id=main, cache_read_tokens=100, cost="0.25"),
+                usage(parent.id, "p3", agent_id=gone, cache_creation_tokens=7, cost="0.5"),
+                usage(
+                    child.id,
+                    "c1",
+                    agent_id=sub,
+                    output_tokens=1,
+                    cost="2",
+                    cost_source="reported",
+                    cost_is_estimate=False,
+                ),
+                usage(child.id, "c2", agent_id=sub, output_tokens=2, cost="0.000000001"),
+            ],
+        )
+        await crud.delete_agent(db, gone)  # its record stays, with no agent
+        db.expunge_all()
+        with statements(engine) as seen:
+            await crud.refresh_usage_totals(db, [parent.id, child.id, idle.id, parent.id])
+    assert seen == [
+        "SELECT usage_records.session_id, agents.id,",
+        "UPDATE agents SET",
+        "UPDATE sessions SET",
+    ]
+    async with get_async_session(engine) as db:
+        sessions = {s.session_slug: s for s in await crud.list_sessions(db)}
+        assert (sessions["parent"].total_tokens, sessions["parent"].total_cost) == (
+            122,
+            Decimal("1.750000000"),
+        )
+        assert (sessions["child"].total_tokens, sessions["child"].total_cost) == (
+            3,
+            Decimal("2.000000001"),
+        )
+        assert (sessions["idle"].total_tokens, sessions["idle"].total_cost) == (0, Decimal(0))
+        agent = await crud.get_agent(db, main)
+        assert (agent.input_tokens, agent.output_tokens, agent.cache_read_tokens) == (10, 5, 100)
+        assert (agent.total_cost, agent.num_turns) == (Decimal("1.25"), 2)
+        assert agent.agent_metadata == {"k": 1, "responses": 2, "cost_is_estimate": True}
+        explore = await crud.get_agent(db, sub)
+        assert explore.agent_metadata["cost_is_estimate"] is False  # one cost was reported
+
+
+async def test_refresh_usage_totals_updates_loaded_rows_in_place(engine: AsyncEngine) -> None:
+    async with get_async_session(engine) as db:
+        session = await a_session(db, "loaded")
+        agent_id = uuid.uuid4()
+        await crud.ensure_usage_agents(
+            db, {agent_id: {"session_id": session.id, "agent_type": "main"}}
+        )
+        await crud.add_usage_records(
+            db, [usage(session.id, "m", agent_id=agent_id, output_tokens=4)]
+        )
+        loaded = await db.get(Agent, agent_id)
+        session.title = "set before the refresh"  # a pending change goes out with the totals
+        await crud.refresh_usage_totals(db, [session.id])
+        assert (session.total_tokens, loaded.output_tokens) == (4, 4)  # type: ignore[union-attr]
+    async with get_async_session(engine) as db:
+        stored = await crud.get_session(db, session.id)
+        assert (stored.title, stored.total_tokens) == ("set before the refresh", 4)
+        records = await db.exec(sa.select(sa.func.count()).select_from(UsageRecord))
+        assert records.one()[0] == 1
