@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import sqlite3
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
+from conftest import truncate_all
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -16,7 +23,9 @@ from session_db import crud
 from session_db.claude import spool
 from session_db.claude.deliver import deliver_pending
 from session_db.claude.importer import import_transcripts
-from session_db.database import get_async_session
+from session_db.config import Settings
+from session_db.database import create_engine, get_async_session
+from session_db.errors import NotFoundError
 from session_db.models import Agent, CostSource, Session, SessionRole, UsageRecord
 
 FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
@@ -244,6 +253,143 @@ async def test_hook_events_and_transcripts_meet_in_the_same_sessions(
         slugs = sorted(s.session_slug for s in (await db.exec(select(Session))).all())
         assert slugs == [SESSION, f"{SESSION}/agent-{EXPLORE}"]
         assert len((await db.exec(select(crud.projects.Project))).all()) == 1
+
+
+def _huge(session_file: Path) -> None:
+    """A subagent transcript with a count no database column holds (past BIGINT)."""
+    usage = {"input_tokens": 2**64, "output_tokens": 1}
+    message = {"id": "msg_huge", "model": "claude-opus-4-6", "usage": usage}
+    session_file.write_text(_line(sessionId=SESSION, agentId="abad", message=message))
+
+
+async def test_a_file_at_fault_is_reported_and_every_other_file_is_imported(
+    engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    projects = copy_fixture(tmp_path)
+    folder = next(projects.glob("*"))
+    bad = folder / SESSION / "subagents" / "agent-abad.jsonl"  # in the fixture's session
+    _huge(bad)
+    later = folder / "ffffffff-0000-4000-8000-000000000001.jsonl"  # imported after it
+    later.write_text(_line(sessionId=later.stem))
+
+    def vanish(transcript: object, report: object) -> None:
+        later.unlink(missing_ok=True)  # gone between discovery and its import
+
+    report = await import_transcripts(engine, [projects], progress=vanish)
+    assert report.files == 5
+    errors = dict(report.errors)
+    assert sorted(errors) == sorted([str(bad), str(later)])
+    assert "input_tokens" in errors[str(bad)]
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # not transient
+    # The rest of its session went in all the same, exactly.
+    assert await per_model(engine) == EXPECTED
+    async with get_async_session(engine) as db:
+        for path in (bad, later):  # nothing of the failed files stays, so they are retried
+            with pytest.raises(NotFoundError):
+                await crud.get_transcript_import(db, str(path))
+        with pytest.raises(NotFoundError):
+            await crud.get_session_by_slug(db, f"{SESSION}/agent-abad")
+    bad.write_text(_line(sessionId=SESSION, agentId="abad"))  # fixed
+    again = await import_transcripts(engine, [projects])
+    assert (again.errors, again.lines) == ([], 1)
+    async with get_async_session(engine) as db:
+        child = await crud.get_session_by_slug(db, f"{SESSION}/agent-abad")
+        assert (await crud.get_transcript_import(db, str(bad))).session_id == child.id
+
+
+def _terminate_other_backends(url: URL) -> None:
+    """Kill every other connection to the test database, from a connection of our own."""
+
+    async def terminate() -> None:
+        connection = await asyncpg.connect(
+            user=url.username, host=url.host, port=url.port, database=url.database
+        )
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+
+    # From a thread with its own loop: the caller is inside a statement of this loop.
+    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
+    worker.start()
+    worker.join()
+
+
+def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
+    """Hold SQLite's write lock from another connection for a while."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    locked.wait()
+    return holder
+
+
+async def test_a_transient_fault_mid_import_runs_the_transaction_again(
+    db_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    projects = copy_fixture(tmp_path)
+    first = next(projects.glob("*")) / "00000000-0000-4000-8000-000000000001.jsonl"
+    first.write_text(_line(sessionId=first.stem))  # a session imported before the fixture's
+    settings = Settings(_env_file=None, url=None, data_dir=None, sqlite_busy_timeout_ms=50)  # type: ignore[call-arg]
+    engine = create_engine(settings, url=db_url)
+    faults: list[str] = []
+    holders: list[threading.Thread] = []
+    if engine.dialect.name == "postgresql":
+        # Mid-transaction: the fixture's session is claimed and resolved when its first
+        # usage INSERT finds its connection killed.
+        inserts: list[str] = []
+
+        def kill_once(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if statement.startswith("INSERT INTO usage_records"):
+                inserts.append(statement)
+                if len(inserts) == 2:  # the first of the fixture's session (after the other)
+                    faults.append("terminated")
+                    _terminate_other_backends(db_url)
+
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", kill_once)
+        progress = None
+    else:
+        # Between two sessions' transactions, another writer holds the database longer
+        # than the busy timeout: "database is locked" until it lets go.
+        def progress(transcript, report):  # type: ignore[no-untyped-def]
+            if not faults:
+                faults.append("locked")
+                holders.append(_hold_write_lock(db_url.database, 0.5))  # type: ignore[arg-type]
+
+    try:
+        report = await import_transcripts(engine, [projects], progress=progress)
+        for holder in holders:
+            holder.join()
+        assert faults and report.errors == []
+        assert [r for r in caplog.records if "retrying" in r.getMessage()]
+        assert (report.files, report.lines) == (4, 1662)
+        expected = {**EXPECTED, "claude-opus-4-6": dict(EXPECTED["claude-opus-4-6"])}
+        opus = expected["claude-opus-4-6"]
+        opus.update(
+            responses=opus["responses"] + 1,  # the first session's one response
+            input=opus["input"] + 18,
+            output=opus["output"] + 2_577,
+            cache_creation=opus["cache_creation"] + 14_760,
+            cache_read=opus["cache_read"] + 169_817,
+            cost=opus["cost"] + Decimal("0.2416735"),
+        )
+        assert await per_model(engine) == expected
+    finally:
+        if engine.dialect.name == "postgresql":
+            await truncate_all(engine)
+        await engine.dispose()
 
 
 def test_default_path_honours_claude_config_dir(
