@@ -9,6 +9,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
+    bulk_upsert,
+    coerce_input,
     create_row,
     delete_row,
     enum_filter,
@@ -88,3 +90,26 @@ async def update_agent(
 async def delete_agent(db: AsyncSession, agent_id: uuid.UUID) -> None:
     """Delete an agent run; its logged events stay, with no agent."""
     await delete_row(db, Agent, agent_id, ENTITY)
+
+
+@translating_errors(ENTITY)
+async def upsert_agents(
+    db: AsyncSession, agents: Mapping[uuid.UUID, AgentCreate | Mapping[str, Any]]
+) -> None:
+    """Insert or update agent runs under ids the caller chose, a few statements in all.
+
+    Only the fields each run gives are written, so fields another writer keeps (tokens,
+    cost) stay; an existing run never moves to another session.
+
+    Raises:
+        InvalidInputError: A run is invalid, or its session does not exist.
+    """
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for agent_id, data in agents.items():
+        checked = coerce_input(AgentCreate, data, ENTITY)
+        given = set(data) if isinstance(data, Mapping) else checked.model_fields_set
+        row = checked.model_dump(include=given | {"session_id", "agent_type"})
+        # The rows of one statement share their columns.
+        shapes.setdefault(tuple(sorted(row)), []).append({"id": agent_id, **row})
+    for rows in shapes.values():
+        await bulk_upsert(db, Agent, rows, [Agent.id], skip={"session_id"})

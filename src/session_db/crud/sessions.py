@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import select
+from sqlalchemy import func, or_
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -26,7 +26,7 @@ from session_db.crud._base import (
     upsert_insert,
 )
 from session_db.crud._bulk import insert_rows, update_rows
-from session_db.errors import NotFoundError
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     Session,
     SessionCreate,
@@ -345,3 +345,63 @@ async def update_session(
 async def delete_session(db: AsyncSession, session_id: uuid.UUID) -> None:
     """Delete a session and everything it owns (agents, logs, threads, tasks, edges)."""
     await delete_row(db, Session, session_id, ENTITY)
+
+
+def _merged_metadata(db: AsyncSession, excluded: Any, keys: list[str]) -> Any:
+    """The stored session_metadata with these top-level keys replaced by the new values."""
+    current = Session.__table__.c.session_metadata  # type: ignore[attr-defined]
+    if db.get_bind().dialect.name == "postgresql":
+        return current.op("||")(excluded.session_metadata)  # jsonb: the right side's keys win
+    pairs: list[Any] = []
+    for key in keys:
+        path = f'$."{key}"'
+        # json_extract hands objects and arrays on as JSON, scalars as plain values.
+        pairs += [path, func.json_extract(excluded.session_metadata, path)]
+    return func.json_set(func.coalesce(current, "{}"), *pairs) if pairs else current
+
+
+@translating_errors(ENTITY)
+async def upsert_session_by_slug(
+    db: AsyncSession, data: SessionCreate | Mapping[str, Any]
+) -> uuid.UUID:
+    """Insert or update the session with this slug in one statement; return its id.
+
+    Only the fields given are written. The top-level keys of the given `session_metadata`
+    replace the stored ones; other keys (another writer's) stay. A session that belongs
+    to another project is never taken over.
+
+    Raises:
+        ConflictError: The slug belongs to a session of another project.
+        InvalidInputError: A field is missing or invalid.
+    """
+    checked = coerce_input(SessionCreate, data, ENTITY)
+    given = set(data) if isinstance(data, Mapping) else checked.model_fields_set
+    values = checked.model_dump(include=given | {"session_slug"})
+    metadata = values.get("session_metadata")
+    keys = list(metadata) if isinstance(metadata, dict) else []
+    if any('"' in key for key in keys):  # SQLite's JSON paths cannot spell such a key
+        raise InvalidInputError(ENTITY, "session_metadata", "a key contains a double quote")
+    now = utcnow()
+    insert = upsert_insert(db, Session).values(id=new_id(), **values, updated_at=now)
+    excluded = insert.excluded
+    set_ = {name: excluded[name] for name in values if name != "session_slug"}
+    set_["updated_at"] = now
+    if metadata is not None:
+        set_["session_metadata"] = _merged_metadata(db, excluded, keys)
+    statement = insert.on_conflict_do_update(
+        index_elements=[Session.session_slug],
+        set_=set_,
+        # A slug is global; a folder of another project with the same name must not
+        # take over that project's session.
+        where=or_(
+            col(Session.project_id).is_(None), col(Session.project_id) == excluded.project_id
+        ),
+    ).returning(Session.id)
+    row = (await db.exec(statement)).first()
+    if row is None:
+        raise ConflictError(
+            ENTITY,
+            "session_slug",
+            f"session {checked.session_slug!r} already belongs to another project",
+        )
+    return row[0]

@@ -5,12 +5,14 @@ set-based update for the folders that disappeared, and reads the states back to 
 folders whose files did not change.
 """
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,12 +24,30 @@ from session_db.crud._base import (
     translating_errors,
     upsert_insert,
 )
+from session_db.crud.projects import upsert_project
 from session_db.errors import InvalidInputError
 from session_db.models import Project, SyncState, SyncStatus
 from session_db.models.base import new_id, utcnow
 
 ENTITY = "sync_state"
 MISSING_MESSAGE = "the session folder no longer exists"
+
+
+def _lock_key(root_path: str) -> int:
+    digest = hashlib.sha256(f"session_db.sync:{root_path}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@translating_errors(ENTITY)
+async def claim_project_for_sync(db: AsyncSession, root_path: str) -> uuid.UUID:
+    """Hold off other syncs of this project until the transaction ends; return its id.
+
+    PostgreSQL takes a per-project advisory lock (SQLite's write transaction already
+    excludes other writers); then the project row is upserted, named after its folder.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        await db.exec(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(root_path))))
+    return await upsert_project(db, root_path)
 
 
 def _checked_length(field: str, value: str | None) -> str | None:

@@ -6,17 +6,20 @@ after every change, for the task's group and for the session: counters never dri
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func
-from sqlmodel import select
+from pydantic import BaseModel
+from sqlalchemy import and_, bindparam, func
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
+    BULK_CHUNK,
     DEFAULT_LIMIT,
     apply_update,
     build_row,
+    bulk_upsert,
     coerce_input,
     enum_filter,
     get_or_raise,
@@ -25,6 +28,7 @@ from session_db.crud._base import (
     save,
     translating_errors,
     update_row,
+    upsert_insert,
 )
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
@@ -38,7 +42,7 @@ from session_db.models import (
     TaskStatus,
     TaskUpdate,
 )
-from session_db.models.base import utcnow
+from session_db.models.base import new_id, utcnow
 
 TASK = "task"
 GROUP = "task_group"
@@ -362,3 +366,170 @@ async def list_ready_tasks(db: AsyncSession, session_id: uuid.UUID) -> list[Task
         .order_by(Task.position_in_group, Task.hierarchy_path)
     )
     return list((await db.exec(statement)).all())
+
+
+# The plan mirror ------------------------------------------------------------------------
+# The filesystem sync keeps a session's plan rows (those with a `plan_ref`, the plan
+# file's id) equal to its plan.json with these set-based writes. Rows created without a
+# plan id are never touched. They flush nothing and leave progress to
+# `refresh_session_progress`, which the caller runs once after all of them.
+
+
+def _plan_rows(
+    model: type[TaskGroupCreate] | type[TaskCreate],
+    items: Sequence[BaseModel | Mapping[str, Any]],
+    session_id: uuid.UUID,
+    entity: str,
+) -> list[dict[str, Any]]:
+    """Validate plan rows of one session; keep only the fields each item gave."""
+    rows = []
+    for item in items:
+        checked = coerce_input(model, item, entity)  # type: ignore[arg-type]
+        if checked.session_id != session_id:
+            raise InvalidInputError(entity, "session_id", "belongs to another session")
+        if not checked.plan_ref:
+            raise InvalidInputError(entity, "plan_ref", "a plan row needs its plan id")
+        given = set(item) if isinstance(item, Mapping) else checked.model_fields_set
+        rows.append(checked.model_dump(include=given | {"session_id", "plan_ref"}))
+    return rows
+
+
+def _by_shape(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by the fields they set: the rows of one statement share their columns."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(row)), []).append(row)
+    return list(shapes.values())
+
+
+@translating_errors(GROUP)
+async def upsert_plan_task_groups(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    groups: Sequence[TaskGroupCreate | Mapping[str, Any]],
+) -> dict[str, uuid.UUID]:
+    """Insert or update a session's groups on their plan ids; return {plan id: group id}.
+
+    Only the fields each group gives are written; a few statements for any number of groups.
+
+    Raises:
+        InvalidInputError: A group has no plan id, belongs to another session, or is invalid.
+        ConflictError: A group name is taken by another group of the session.
+    """
+    rows = _plan_rows(TaskGroupCreate, groups, session_id, GROUP)
+    written: dict[str, uuid.UUID] = {}
+    for shape in _by_shape(rows):
+        written |= await bulk_upsert(
+            db,
+            TaskGroup,
+            [{"id": new_id(), **row} for row in shape],
+            [TaskGroup.session_id, TaskGroup.plan_ref],
+            skip={"session_id", "plan_ref"},
+        )
+    return written
+
+
+@translating_errors(TASK)
+async def upsert_plan_tasks(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    tasks: Sequence[TaskCreate | Mapping[str, Any]],
+) -> dict[str, uuid.UUID]:
+    """Insert or update a session's top-level tasks on their plan ids; return {plan id: task id}.
+
+    Only the fields each task gives are written; a few statements for any number of tasks.
+
+    Raises:
+        InvalidInputError: A task has no plan id, belongs to another session, has a
+            parent task (plan tasks are top-level), or is invalid.
+    """
+    rows = _plan_rows(TaskCreate, tasks, session_id, TASK)
+    if any(row.get("parent_task_id") is not None for row in rows):
+        raise InvalidInputError(TASK, "parent_task_id", "plan tasks are top-level")
+    written: dict[str, uuid.UUID] = {}
+    for shape in _by_shape(rows):
+        ids = [new_id() for _ in shape]
+        written |= await bulk_upsert(
+            db,
+            Task,
+            # A new top-level task's path is its own id; an existing task keeps its path.
+            [
+                {"id": task_id, "hierarchy_path": f"/{task_id}", **row}
+                for task_id, row in zip(ids, shape, strict=True)
+            ],
+            [Task.session_id, Task.plan_ref],
+            skip={"session_id", "plan_ref", "hierarchy_path"},
+        )
+    return written
+
+
+@translating_errors(TASK)
+async def delete_plan_rows_except(
+    db: AsyncSession, session_id: uuid.UUID, *, tasks: Collection[str], groups: Collection[str]
+) -> None:
+    """Delete the session's plan tasks and groups whose plan ids are not in `tasks` / `groups`.
+
+    Tasks and groups without a plan id stay. Two statements.
+    """
+    await db.exec(
+        delete(Task).where(
+            col(Task.session_id) == session_id,
+            col(Task.plan_ref).is_not(None),
+            col(Task.plan_ref).not_in(list(tasks)),
+        )
+    )
+    await db.exec(
+        delete(TaskGroup).where(
+            col(TaskGroup.session_id) == session_id,
+            col(TaskGroup.plan_ref).is_not(None),
+            col(TaskGroup.plan_ref).not_in(list(groups)),
+        )
+    )
+
+
+@translating_errors(TASK)
+async def set_plan_dependencies(
+    db: AsyncSession,
+    task_ids: Collection[uuid.UUID],
+    edges: Collection[tuple[uuid.UUID, uuid.UUID]],
+) -> None:
+    """Make the dependencies between these tasks exactly `edges` (task, the task it waits for).
+
+    Edges to or from any other task stay. Unlike `add_task_dependency` this checks no
+    cycles: the plan file is the truth, and a plan that waits on itself is its own problem.
+
+    Raises:
+        InvalidInputError: An edge names a task outside `task_ids`, or a task waits for itself.
+    """
+    ids = list(dict.fromkeys(task_ids))
+    known = set(ids)
+    wanted = set(edges)
+    if any(task not in known or needed not in known for task, needed in wanted):
+        raise InvalidInputError("task_dependency", None, "an edge names a task outside the plan")
+    existing: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    for start in range(0, len(ids), BULK_CHUNK):
+        chunk = ids[start : start + BULK_CHUNK]
+        found = await db.exec(
+            select(TaskDependency.task_id, TaskDependency.depends_on_task_id).where(
+                col(TaskDependency.task_id).in_(chunk)
+            )
+        )
+        existing |= {(task, needed) for task, needed in found.all() if needed in known}
+    stale = sorted(existing - wanted)
+    if stale:
+        edge = TaskDependency.__table__  # type: ignore[attr-defined]
+        # One statement for every stale edge (an executemany), not one per edge.
+        await db.exec(
+            edge.delete().where(
+                edge.c.task_id == bindparam("stale_task"),
+                edge.c.depends_on_task_id == bindparam("stale_needed"),
+            ),
+            params=[{"stale_task": task, "stale_needed": needed} for task, needed in stale],
+        )
+    missing = sorted(wanted - existing)
+    for start in range(0, len(missing), BULK_CHUNK):
+        rows = [
+            {"task_id": task, "depends_on_task_id": needed}
+            for task, needed in missing[start : start + BULK_CHUNK]
+        ]
+        await db.exec(upsert_insert(db, TaskDependency).values(rows).on_conflict_do_nothing())
