@@ -4,20 +4,26 @@ import asyncio
 import json
 import os
 import shutil
+import sqlite3
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from conftest import isolated_settings
+from sqlalchemy import event
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
 from session_db.database import create_engine, get_async_session
-from session_db.errors import NotFoundError, PathEscapeError
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError, PathEscapeError
 from session_db.models import (
     Agent,
     AgentLog,
@@ -484,3 +490,292 @@ async def test_a_missing_project_root_is_not_found_not_a_database_outage(
 ) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         await sync_session(db, tmp_path / "no-such-project", "child")
+
+
+async def test_other_writers_metadata_and_hand_made_dependencies_survive_a_sync(
+    engine: AsyncEngine, project: Path
+) -> None:
+    await sync_project(project, engine=engine)
+    async with get_async_session(engine) as db:
+        parent = await by_slug(db, "parent")
+        metadata = {**parent.session_metadata, "hooks": {"cwd": "/x"}, "note": "kept"}
+        metadata["state"] = {"stale": True}  # the sync's own key: replaced whole
+        await crud.update_session(db, parent.id, {"session_metadata": metadata})
+        plan_tasks = {t.plan_ref: t.id for t in await crud.list_tasks(db, parent.id)}
+        manual = await crud.create_task(db, {"session_id": parent.id, "title": "by hand"})
+        await crud.add_task_dependency(db, plan_tasks["2.1.1"], manual.id)
+        await crud.add_task_dependency(db, manual.id, plan_tasks["1.1.1"])
+    report = await sync_project(project, engine=engine, force=True)
+    assert report.counts["synchronized"] == 3
+    async with get_async_session(engine) as db:
+        parent = await by_slug(db, "parent")
+        kept = parent.session_metadata
+        assert (kept["hooks"], kept["note"]) == ({"cwd": "/x"}, "kept")
+        assert "stale" not in kept["state"] and kept["state"]["topic"] == "Parent work"
+        waits = await crud.get_task_dependencies(db, plan_tasks["2.1.1"])
+        assert {task.plan_ref for task in waits} == {"1.1.2", None}  # the plan's and ours
+        waits = await crud.get_task_dependencies(db, manual.id)
+        assert [task.id for task in waits] == [plan_tasks["1.1.1"]]
+
+
+class Saboteur:
+    """Breaks chosen transactions of an engine for real, each at a chosen point.
+
+    Transactions are numbered from 1 in the order they begin (a retry is a new one).
+    `breaks` maps a transaction's number to how it breaks. On PostgreSQL: a statement
+    number (1, 2, ...) or "commit", before which the backend serving it is terminated
+    from another connection (pg_terminate_backend); or "lock", where another connection
+    locks the tasks table before the transaction's second statement and the transaction
+    gets a short lock_timeout, so its first task write fails with its connection alive.
+    On SQLite (any value) another connection takes the write lock just before the
+    transaction's BEGIN IMMEDIATE. Either lock is held until the next transaction
+    begins, so on SQLite the transactions must not overlap.
+    """
+
+    def __init__(self, engine: AsyncEngine, breaks: dict[int, int | str]) -> None:
+        self.url = engine.url
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.breaks = breaks
+        self.begun = 0
+        self.broken: list[int] = []
+        self._mutex = threading.Lock()
+        self._holder: sqlite3.Connection | None = None
+        self._locker: asyncpg.Connection | None = None
+        sync = engine.sync_engine
+        if not self.sqlite:  # SQLite's BEGIN is a statement of ours: seen below
+            event.listen(sync, "begin", self._begin)
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "commit", self._commit)
+
+    def _begin(self, connection: Any) -> None:
+        with self._mutex:
+            self.begun += 1
+            connection.info["saboteur"] = [self.begun, 0]
+        if self._locker is not None:
+            await_only(self._locker.close())
+            self._locker = None
+
+    def _statement(self, connection: Any, _cursor: object, statement: str, *_: object) -> None:
+        if self.sqlite and statement.startswith("BEGIN"):
+            self._begin(connection)
+            self.release()
+            number = connection.info["saboteur"][0]
+            if number in self.breaks:
+                self._holder = sqlite3.connect(self.url.database or "", isolation_level=None)
+                self._holder.execute("BEGIN IMMEDIATE")
+                self.broken.append(number)
+            return
+        place = connection.info.get("saboteur")
+        if place is None or self.sqlite:
+            return
+        place[1] += 1
+        how = self.breaks.get(place[0])
+        if how == place[1]:
+            self._terminate(connection, place[0])
+        elif how == "lock" and place[1] == 2:  # the driver opens its transaction at 1
+            self._locker = await_only(self._lock_tasks())
+            driver = connection.connection.driver_connection
+            await_only(driver.execute("SET LOCAL lock_timeout = '100ms'"))
+            self.broken.append(place[0])
+
+    def _commit(self, connection: Any) -> None:
+        place = connection.info.get("saboteur")
+        if place is not None and self.breaks.get(place[0]) == "commit":
+            self._terminate(connection, place[0])
+
+    def _terminate(self, connection: Any, number: int) -> None:
+        pid = connection.connection.driver_connection.get_server_pid()
+        # Event hooks run inside SQLAlchemy's greenlet, on the engine's own event loop.
+        await_only(self._kill(pid))
+        self.broken.append(number)
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            user=self.url.username,
+            password=self.url.password,
+            host=self.url.host,
+            port=self.url.port,
+            database=self.url.database,
+        )
+
+    async def _kill(self, pid: int) -> None:
+        admin = await self._admin()
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+
+    async def _lock_tasks(self) -> asyncpg.Connection:
+        locker = await self._admin()
+        await locker.execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        return locker
+
+    def release(self) -> None:
+        """Give SQLite's write lock back, if it is held."""
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+            self._holder = None
+
+
+def faulty_engine(db_url: URL) -> AsyncEngine:
+    """An engine on the test database; SQLite gives up on a held lock after 50 ms."""
+    settings = isolated_settings().model_copy(update={"sqlite_busy_timeout_ms": 50})
+    return create_engine(settings, url=db_url)
+
+
+async def test_faults_mid_sync_retry_their_transaction_and_every_folder_syncs_once(
+    db_url: URL, engine: AsyncEngine, project: Path
+) -> None:
+    sessions = project / "agents/sessions"
+    StateManager.create(sessions / "doomed", topic="Doomed")
+    await sync_project(project, engine=engine)
+    shutil.rmtree(sessions / "doomed")  # known, and now gone: to be marked missing
+    for n in range(21):
+        manager = StateManager.create(sessions / f"extra-{n:02}", topic=f"Extra {n}")
+        write_plan(manager.session_dir, PLAN)
+    faulty = faulty_engine(db_url)
+    if db_url.get_backend_name() == "sqlite":
+        breaks: dict[int, int | str] = {1: 1, 3: 1, 5: 1, 9: 1}
+    else:
+        # The fingerprint read at its first statement; batches before their first
+        # statement, mid-mirror, at commit, late, and by a lock timeout on a live
+        # connection; the missing mark at its first statement.
+        breaks = {1: 1, 3: 1, 5: 40, 7: "commit", 9: 90, 11: "lock", 13: 1}
+    saboteur = Saboteur(faulty, breaks)
+    progress: list[tuple[str, int]] = []
+    try:
+        report = await sync_project(
+            project,
+            engine=faulty,
+            batch_size=5,
+            on_progress=lambda result, done, _: progress.append((result.session_dir.name, done)),
+        )
+    finally:
+        saboteur.release()
+        await faulty.dispose()
+    assert saboteur.broken == sorted(breaks), saboteur.broken  # every fault happened
+    names = [result.session_dir.name for result in report.results]
+    assert sorted(names) == sorted(
+        [*(f"extra-{n:02}" for n in range(21)), "child", "doomed", "old", "parent"]
+    )
+    assert len(names) == len(set(names)) == 25  # each folder reported once
+    assert [done for _, done in progress] == list(range(1, 25))  # doomed is not progress
+    assert not report.problems
+    assert report.counts["missing"] == 1 and report.counts["synchronized"] == 21
+    async with get_async_session(engine) as db:
+        states = (await db.exec(select(SyncState))).all()
+        assert {
+            (s.sync_status, s.error_message) for s in states if "doomed" not in s.session_dir
+        } == {("synchronized", None)}
+        count = {
+            table.__tablename__: len((await db.exec(select(table))).all())
+            for table in (Session, Task, TaskGroup, TaskDependency, SyncState)
+        }
+    assert count == {
+        "sessions": 25,
+        "tasks": 3 + 21 * 3,
+        "task_groups": 4 + 21 * 4,
+        "task_dependencies": 2 + 21 * 2,
+        "sync_states": 25,
+    }
+    again = await sync_project(project, engine=engine)
+    assert again.counts["unchanged"] == 24 and again.counts["missing"] == 0
+
+
+# The CRUD writes the mirror is made of ---------------------------------------------------
+
+
+async def test_a_session_upsert_on_its_slug_writes_what_it_is_given(db: AsyncSession) -> None:
+    mine = await crud.upsert_project(db, "/mine")
+    other = await crud.upsert_project(db, "/other")
+    values = {"session_slug": "s", "project_id": mine, "title": "First"}
+    session_id = await crud.upsert_session_by_slug(
+        db, {**values, "session_metadata": {"state": {"a": 1}, "note": "theirs"}}
+    )
+    await crud.update_session(db, session_id, {"description": "by hand"})
+    again = await crud.upsert_session_by_slug(
+        db,
+        {**values, "title": "Second", "session_metadata": {"state": {"b": 2}, "label": "text"}},
+    )
+    db.expunge_all()
+    session = await crud.get_session(db, session_id)
+    assert again == session_id
+    assert (session.title, session.description) == ("Second", "by hand")  # only fields given
+    assert session.session_metadata == {"state": {"b": 2}, "note": "theirs", "label": "text"}
+    with pytest.raises(ConflictError, match="already belongs to another project"):
+        await crud.upsert_session_by_slug(db, {"session_slug": "s", "project_id": other})
+    with pytest.raises(InvalidInputError, match="double quote"):
+        await crud.upsert_session_by_slug(db, {**values, "session_metadata": {'a"b': 1}})
+    with pytest.raises(InvalidInputError, match="phase"):
+        await crud.upsert_session_by_slug(db, {**values, "phase": "testing"})
+    assert [s.title for s in await crud.list_sessions(db)] == ["Second"]
+
+
+async def test_agents_upserted_under_their_ids_keep_other_writers_fields(
+    db: AsyncSession,
+) -> None:
+    session_id = await crud.ensure_session(db, "s")
+    elsewhere = await crud.ensure_session(db, "t")
+    build, plan = uuid.uuid4(), uuid.uuid4()
+    await crud.upsert_agents(db, {build: {"session_id": session_id, "agent_type": "build"}})
+    await crud.update_agent(db, build, {"input_tokens": 10, "model": "m1"})
+    await crud.upsert_agents(
+        db,
+        {
+            build: {"session_id": elsewhere, "agent_type": "build", "status": "complete"},
+            plan: {"session_id": session_id, "agent_type": "plan", "model": "m2"},
+        },
+    )
+    db.expunge_all()
+    agent = await crud.get_agent(db, build)
+    assert (agent.session_id, agent.status) == (session_id, "complete")  # never moves
+    assert (agent.input_tokens, agent.model) == (10, "m1")  # not given: kept
+    assert (await crud.get_agent(db, plan)).model == "m2"
+    with pytest.raises(InvalidInputError, match="agent_type"):
+        await crud.upsert_agents(db, {uuid.uuid4(): {"session_id": session_id}})
+
+
+async def test_plan_rows_are_upserted_pruned_and_linked_by_plan_id(db: AsyncSession) -> None:
+    session_id = await crud.ensure_session(db, "s")
+    groups = await crud.upsert_plan_task_groups(
+        db, session_id, [{"session_id": session_id, "plan_ref": "1", "group_name": "1 A"}]
+    )
+    rows = [
+        {"session_id": session_id, "plan_ref": ref, "title": ref, "group_id": groups["1"]}
+        for ref in ("1.1", "1.2", "1.3")
+    ]
+    tasks = await crud.upsert_plan_tasks(db, session_id, rows)
+    assert await crud.upsert_plan_tasks(db, session_id, rows) == tasks  # updated in place
+    manual = await crud.create_task(db, {"session_id": session_id, "title": "by hand"})
+    await crud.add_task_dependency(db, tasks["1.1"], manual.id)
+    await crud.set_plan_dependencies(
+        db, tasks.values(), {(tasks["1.2"], tasks["1.1"]), (tasks["1.3"], tasks["1.1"])}
+    )
+    await crud.set_plan_dependencies(db, tasks.values(), {(tasks["1.3"], tasks["1.2"])})
+
+    async def waits_for(task_id: uuid.UUID) -> set[str | None]:
+        return {task.plan_ref for task in await crud.get_task_dependencies(db, task_id)}
+
+    assert await waits_for(tasks["1.1"]) == {None}  # the hand-made edge stays
+    assert await waits_for(tasks["1.2"]) == set()
+    assert await waits_for(tasks["1.3"]) == {"1.2"}
+    await crud.delete_plan_rows_except(db, session_id, tasks=["1.1", "1.3"], groups=[])
+    await crud.refresh_session_progress(db, session_id)
+    assert {t.plan_ref for t in await crud.list_tasks(db, session_id)} == {"1.1", "1.3", None}
+    assert await crud.list_task_groups(db, session_id) == []
+    assert (await crud.get_session(db, session_id)).total_tasks == 3
+
+    other = await crud.ensure_session(db, "t")
+    for bad, problem in (
+        ({"session_id": session_id, "title": "no plan id"}, "plan_ref"),
+        ({"session_id": other, "plan_ref": "9", "title": "x"}, "another session"),
+        (
+            {"session_id": session_id, "plan_ref": "9", "title": "x", "parent_task_id": manual.id},
+            "top-level",
+        ),
+    ):
+        with pytest.raises(InvalidInputError, match=problem):
+            await crud.upsert_plan_tasks(db, session_id, [bad])
+    with pytest.raises(InvalidInputError, match="outside the plan"):
+        await crud.set_plan_dependencies(db, [tasks["1.1"]], {(tasks["1.1"], manual.id)})

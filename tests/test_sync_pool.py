@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from test_sync_mirror import PLAN, Saboteur, faulty_engine, write_plan
 
 from session_db import crud
 from session_db.database import create_engine, get_async_session
@@ -299,3 +300,51 @@ async def test_a_burst_of_saves_costs_one_sync_of_the_newest_files(
         stats = pool.stats()
     assert (stats.submitted, stats.synced, stats.coalesced) == (4, 1, 3)
     assert await phases(engine) == {"alpha": "docs"}
+
+
+async def test_faults_mid_sync_are_retried_and_every_folder_syncs_once(
+    db_url: URL, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    if db_url.get_backend_name() == "sqlite":
+        # The write lock held at BEGIN; one folder at a time, so the faults stay put.
+        breaks: dict[int, int | str] = {1: 1, 4: 1, 6: 1}
+        concurrency = 1
+    else:  # backends terminated before a statement, mid-mirror and at commit
+        breaks = {1: 1, 3: "commit", 5: 12, 8: 20}
+        concurrency = 2
+    saboteurs: list[Saboteur] = []
+
+    def sabotaged_engine() -> AsyncEngine:
+        built = faulty_engine(db_url)
+        saboteurs.append(Saboteur(built, breaks))
+        return built
+
+    folders = []
+    for n in range(12):
+        manager = StateManager.create(sessions_dir(tmp_path) / f"s{n:02}", topic=f"S{n}")
+        write_plan(manager.session_dir, PLAN)
+        folders.append(manager.session_dir)
+    pool = SyncPool(
+        engine_factory=sabotaged_engine,
+        concurrency=concurrency,
+        initial_backoff=0.01,
+        max_backoff=0.05,
+    )
+    try:
+        for folder in folders:
+            pool.submit(folder)
+        await wait_idle(pool)
+        stats = pool.stats()
+    finally:
+        await asyncio.to_thread(pool.close, 10)
+        for saboteur in saboteurs:
+            saboteur.release()
+    assert saboteurs[0].broken == sorted(breaks)  # every fault happened
+    assert (stats.synced, stats.failed, stats.retried) == (12, 0, len(breaks)), stats
+    async with get_async_session(engine) as db:
+        states = (await db.exec(select(SyncState))).all()
+        sessions = await crud.list_sessions(db)
+    assert len(states) == 12 and {(s.sync_status, s.error_message) for s in states} == {
+        ("synchronized", None)
+    }
+    assert len(sessions) == 12 and all(s.total_tasks == 3 for s in sessions)

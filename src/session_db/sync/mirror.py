@@ -5,48 +5,57 @@
 and skips the folders whose files did not change since their last sync without reading them.
 
 Every write is an upsert on a natural key (the project's root path, the session's slug,
-a plan item's id, an agent's SDK session id), so running a sync twice changes nothing.
+a plan item's id, an agent's SDK session id), so running a sync twice changes nothing,
+and running a batch again after a transient fault (`errors.is_transient`) is safe.
+The writes themselves are the CRUD layer's (`crud.sync_states`, `crud.sessions`, ...).
 On PostgreSQL a per-project advisory lock serialises two processes syncing one project;
 on SQLite the write transaction (BEGIN IMMEDIATE) does the same.
 """
 
 import contextlib
-import hashlib
+import functools
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.crud._base import bulk_upsert, coerce_input, translating_errors, upsert_insert
-from session_db.crud.projects import upsert_project
+from session_db.crud.agents import upsert_agents
 from session_db.crud.relationships import link_sessions
-from session_db.crud.sessions import ensure_session
+from session_db.crud.sessions import ensure_session, upsert_session_by_slug
+from session_db.crud.sync_states import (
+    claim_project_for_sync,
+    get_sync_fingerprints,
+    get_sync_state,
+    mark_sync_states_missing,
+    upsert_sync_state,
+)
 from session_db.database import get_async_session, get_engine
-from session_db.errors import ConflictError, NotFoundError, PathEscapeError
+from session_db.errors import (
+    ConflictError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    PathEscapeError,
+    SessionDBError,
+    is_transient,
+)
 from session_db.models import (
-    AgentCreate,
-    Project,
     RelationshipType,
-    Session,
-    SessionCreate,
     SessionPhase,
     SessionStatus,
     SpawnReason,
-    SyncState,
     SyncStatus,
 )
-from session_db.models.agent import Agent
-from session_db.models.base import new_id, utcnow
+from session_db.retry import retry_transient
 from session_db.sync.folders import (
     FolderContent,
     fingerprint,
@@ -71,7 +80,8 @@ from session_db.sync.plan_mirror import mirror_plan
 
 logger = logging.getLogger(__name__)
 
-ENTITY = "sync"
+P = ParamSpec("P")
+R = TypeVar("R")
 # Agents named in state.json get ids derived from (session, SDK session id), so the
 # upsert has a key without a new unique constraint on the agents table.
 _AGENT_NAMESPACE = uuid.UUID("5d0c2b0e-6f4e-4d55-9a51-2f6b1f0f6a11")
@@ -133,7 +143,29 @@ class ProjectSyncReport:
 ProgressCallback = Callable[[SyncResult, int, int], object]
 
 
-@translating_errors(ENTITY)
+def _database_error(error: DBAPIError) -> DatabaseError:
+    """Ours for a driver fault met between CRUD calls (a SAVEPOINT, a commit)."""
+    text = str(error.orig or error).strip().splitlines()
+    detail = text[0] if text else type(error).__name__
+    if is_transient(error):
+        return DatabaseUnavailableError(f"database unavailable during the sync: {detail}")
+    return DatabaseError(f"database error during the sync: {detail}")
+
+
+def _translating(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Let only session_db errors out of a unit of sync work (the CRUD calls translate theirs)."""
+
+    @functools.wraps(function)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await function(*args, **kwargs)
+        except DBAPIError as error:
+            raise _database_error(error) from error
+
+    return wrapper
+
+
+@_translating
 async def sync_session(
     db: AsyncSession,
     project_root: str | os.PathLike[str],
@@ -169,16 +201,15 @@ async def sync_session(
             detail=str(error),  # "project root ... does not exist" / "... is not a folder"
         ) from None
     folder = resolve_session_dir(root, session_dir)
-    project_id = await _claim_project(db, root)
+    project_id = await claim_project_for_sync(db, str(root))
     return await _sync_folder(db, root, project_id, folder, force)
 
 
-@translating_errors(ENTITY)
 async def _sync_folder(
     db: AsyncSession, root: Path, project_id: uuid.UUID, folder: Path, force: bool
 ) -> SyncResult:
     """Sync one checked folder of a project this transaction has already claimed."""
-    known = (await db.exec(select(SyncState).where(SyncState.session_dir == str(folder)))).first()
+    known = await get_sync_state(db, project_id, folder)
     # A stat is cheap next to the queries around it; the pool runs this on its own thread.
     if not folder.is_dir():  # noqa: ASYNC240
         if known is None:
@@ -236,10 +267,12 @@ async def _sync_folder(
     try:
         async with db.begin_nested():
             session_id = await _mirror(db, project_id, root, folder, state, plan)
-    except (ConflictError, NotFoundError, ValueError) as error:
-        # A rule of the database refused the files' content (a slug another project
-        # owns, a text too long): nothing of this sync stays. The fingerprint is not
-        # stored, so the next sync tries again.
+    except (SessionDBError, ValueError) as error:
+        if is_transient(error):
+            raise  # the connection, not the folder: the caller retries the whole transaction
+        # The database refused the files' content (a slug another project owns, a text
+        # too long): nothing of this sync stays. The fingerprint is not stored, so the
+        # next sync tries again.
         return await _record(db, folder, project_id, SyncOutcome.ERROR, message=str(error))
     return await _record(
         db,
@@ -259,31 +292,45 @@ async def sync_project(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
     batch_size: int = 50,
+    attempts: int = 4,
 ) -> ProjectSyncReport:
     """Mirror every session folder of a project: the batch sync when a project is opened.
 
     Folders whose files kept their size and modification time since the last sync are
     skipped without being read. The others are synced `batch_size` to a transaction, each
     in its own savepoint, so one bad folder never holds the others back. Folders synced
-    before and now gone are marked missing.
+    before and now gone are marked missing. A transient fault (a dropped connection, a
+    deadlock, a busy SQLite file) runs its whole transaction again; a permanent one
+    sets aside only the folder it came from, as an `error` outcome with its reason.
 
     Args:
         project_root: The project's root folder (it holds agents/sessions/).
         engine: The engine to use; the default engine when omitted.
         force: Re-read and re-mirror every folder.
-        on_progress: Called after each folder with (result, done, total).
-        batch_size: Folders per transaction (progress is reported per folder).
+        on_progress: Called after each folder with (result, done, total), once its
+            batch has committed.
+        batch_size: Folders per transaction.
+        attempts: Tries per transaction (1 never retries), with doubling waits from
+            0.2 s in between.
 
     Raises:
         FileNotFoundError: The project root does not exist.
-        DatabaseUnavailableError: The database could not be reached.
+        DatabaseUnavailableError: The database could not be reached, `attempts` times.
+        DatabaseError: A permanent fault no single folder caused (a missing table).
     """
     root = resolve_project_root(project_root)
     engine = engine or get_engine()
     folders = list_session_folders(root)
     report = ProjectSyncReport(root)
-    async with get_async_session(engine) as db:
-        known = await _known_folders(db, root)
+
+    async def retrying(work: Callable[[], Awaitable[R]], what: str) -> R:
+        return await retry_transient(_translating(work), attempts=attempts, what=what)
+
+    async def read_known() -> dict[str, tuple[SyncStatus, str | None]]:
+        async with get_async_session(engine) as db:
+            return await get_sync_fingerprints(db, str(root))
+
+    known = await retrying(read_known, f"reading the sync states of {root}")
     total = len(folders)
 
     def progress(result: SyncResult) -> None:
@@ -298,13 +345,21 @@ async def sync_project(
             progress(SyncResult(folder, SyncOutcome.UNCHANGED))
         else:
             changed.append(folder)
+
     # Several folders per transaction: one commit (one fsync) per batch, not per folder.
-    # Each folder's mirror runs in its own SAVEPOINT, so a bad folder spoils no other.
-    for start in range(0, len(changed), batch_size):
+    # Results are reported once the batch has committed: a retried batch reports once.
+    async def sync_batch(batch: list[Path]) -> list[SyncResult]:
         async with get_async_session(engine) as db:
-            project_id = await _claim_project(db, root)
-            for folder in changed[start : start + batch_size]:
-                progress(await _sync_folder(db, root, project_id, folder, force))
+            project_id = await claim_project_for_sync(db, str(root))
+            return [await _sync_listed_folder(db, root, project_id, f, force) for f in batch]
+
+    for start in range(0, len(changed), batch_size):
+        batch = changed[start : start + batch_size]
+        for result in await retrying(
+            functools.partial(sync_batch, batch), f"sync of {len(batch)} folders of {root}"
+        ):
+            progress(result)
+
     present = {str(folder) for folder in folders}
     gone = [
         path
@@ -312,13 +367,36 @@ async def sync_project(
         if path not in present and status != SyncStatus.MISSING
     ]
     if gone:
-        async with get_async_session(engine) as db:
-            await _mark_missing(db, gone)
+
+        async def mark_gone() -> None:
+            async with get_async_session(engine) as db:
+                await mark_sync_states_missing(db, gone)
+
+        await retrying(mark_gone, f"marking {len(gone)} folders of {root} missing")
         report.results.extend(
             SyncResult(Path(path), SyncOutcome.MISSING, message="the session folder is gone")
             for path in gone
         )
     return report
+
+
+async def _sync_listed_folder(
+    db: AsyncSession, root: Path, project_id: uuid.UUID, folder: Path, force: bool
+) -> SyncResult:
+    """Sync one folder of a batch in a savepoint of its own.
+
+    A permanent fault the folder's own sync does not record (the folder vanished after
+    it was listed, a path too long for its column) rolls back only this folder's writes
+    and becomes its `error` outcome; a transient one fails the batch, which is retried.
+    """
+    try:
+        async with db.begin_nested():
+            return await _sync_folder(db, root, project_id, folder, force)
+    except SessionDBError as error:
+        if is_transient(error):
+            raise
+        logger.warning("sync of %s: error: %s", folder, error)
+        return SyncResult(folder, SyncOutcome.ERROR, message=str(error))
 
 
 def _unchanged(status: SyncStatus | None, stored: str | None, current: str) -> bool:
@@ -330,52 +408,12 @@ def _unchanged(status: SyncStatus | None, stored: str | None, current: str) -> b
     )
 
 
-async def _known_folders(db: AsyncSession, root: Path) -> dict[str, tuple[SyncStatus, str | None]]:
-    """Every synced folder of the project with its last status and fingerprint, in one query."""
-    rows = await db.exec(
-        select(SyncState.session_dir, SyncState.sync_status, SyncState.file_fingerprint)
-        .join(Project, col(SyncState.project_id) == Project.id)
-        .where(Project.root_path == str(root))
-    )
-    return {path: (SyncStatus(status), marks) for path, status, marks in rows.all()}
-
-
-async def _mark_missing(db: AsyncSession, paths: Iterable[str]) -> None:
-    now = utcnow()
-    await db.exec(
-        update(SyncState)
-        .where(col(SyncState.session_dir).in_(list(paths)))
-        .values(
-            sync_status=SyncStatus.MISSING,
-            error_message="the session folder no longer exists",
-            last_attempted_at=now,
-            updated_at=now,
-        )
-    )
-
-
 def _parse(content: FolderContent) -> tuple[SessionState, Plan | None]:
     if content.state is None:
         raise UnrecognisedFileError(f"the folder has no {STATE_FILE}")
     state = parse_state(load_json(content.state, STATE_FILE))
     plan = parse_plan(load_json(content.plan, PLAN_FILE)) if content.plan is not None else None
     return state, plan
-
-
-def _lock_key(root: Path) -> int:
-    digest = hashlib.sha256(f"session_db.sync:{root}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def _claim_project(db: AsyncSession, root: Path) -> uuid.UUID:
-    """Serialise syncs of one project until the transaction ends; return its id.
-
-    PostgreSQL takes a per-project advisory lock (SQLite's write transaction already
-    excludes other writers), then the project row is upserted.
-    """
-    if db.get_bind().dialect.name == "postgresql":
-        await db.exec(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(root))))
-    return await upsert_project(db, str(root), root.name or str(root))
 
 
 async def _record(
@@ -394,30 +432,16 @@ async def _record(
     The content hash is only ever that of a good sync, so a broken file that is put
     back the way it was needs no new mirror.
     """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "session_dir": str(folder),
-        "project_id": project_id,
-        "sync_status": SyncStatus(outcome.value),
-        "last_attempted_at": now,
-        "error_message": message,
-        "file_fingerprint": marks,
-        "updated_at": now,
-    }
-    if session_id is not None:
-        values["session_id"] = session_id
-    if content is not None:
-        values.update(
-            content_hash=content.content_hash,
-            last_synced_at=now,
-            file_modified_at=_modified_at(folder),
-        )
-    insert = upsert_insert(db, SyncState).values(id=new_id(), **values)
-    await db.exec(
-        insert.on_conflict_do_update(
-            index_elements=[SyncState.session_dir],
-            set_={name: insert.excluded[name] for name in values if name != "session_dir"},
-        )
+    await upsert_sync_state(
+        db,
+        folder,
+        project_id,
+        SyncStatus(outcome.value),
+        session_id=session_id,
+        file_fingerprint=marks,
+        error_message=message,
+        content_hash=content.content_hash if content is not None else None,
+        file_modified_at=_modified_at(folder) if content is not None else None,
     )
     if outcome in (SyncOutcome.ERROR, SyncOutcome.UNRECOGNISED):
         logger.warning("sync of %s: %s: %s", folder, outcome.value, message)
@@ -434,7 +458,6 @@ def _modified_at(folder: Path) -> datetime | None:
     return datetime.fromtimestamp(max(times), UTC) if times else None
 
 
-@translating_errors(ENTITY)
 async def _mirror(
     db: AsyncSession,
     project_id: uuid.UUID,
@@ -460,7 +483,7 @@ def _session_values(
         ended_at = state.updated_at
     git = state.raw.get("git") if isinstance(state.raw.get("git"), dict) else {}
     started_at = state.created_at
-    values = {
+    return {
         "session_slug": folder.name,
         "project_id": project_id,
         "title": state.topic,
@@ -482,59 +505,21 @@ def _session_values(
         # list of ids done is the firmer fact.
         "checkpoints_total": max(state.checkpoints_total, state.checkpoints_completed),
         "checkpoints_completed": state.checkpoints_completed,
+        # Replaces these two keys and keeps any others (hooks, runtimes keep their own).
         "session_metadata": {
             "state": state.raw,
             "sync": {"session_dir": str(folder), "state_version": state.version},
         },
     }
-    checked = coerce_input(SessionCreate, values, "session")
-    return checked.model_dump(include=set(values))
 
 
 async def _upsert_session(
     db: AsyncSession, project_id: uuid.UUID, root: Path, folder: Path, state: SessionState
 ) -> uuid.UUID:
-    values = _session_values(project_id, root, folder, state)
-    now = utcnow()
-    insert = upsert_insert(db, Session).values(id=new_id(), **values, updated_at=now)
-    excluded = insert.excluded
-    set_ = {name: excluded[name] for name in values if name != "session_slug"}
-    set_["updated_at"] = now
-    set_["session_metadata"] = _merge_metadata(db, excluded)
-    statement = insert.on_conflict_do_update(
-        index_elements=[Session.session_slug],
-        set_=set_,
-        # A slug is global; a folder of another project with the same name must not
-        # take over that project's session.
-        where=sa.or_(
-            col(Session.project_id).is_(None), col(Session.project_id) == excluded.project_id
-        ),
-    ).returning(Session.id)
-    row = (await db.exec(statement)).first()
-    if row is None:
-        raise ConflictError(
-            "session",
-            "session_slug",
-            f"session {folder.name!r} already belongs to another project; rename the folder",
-        )
-    return row[0]
-
-
-def _merge_metadata(db: AsyncSession, excluded: Any) -> Any:
-    """Replace the `state` and `sync` keys of session_metadata, keeping any others.
-
-    Other writers (hooks, runtimes) may keep their own keys in session_metadata.
-    """
-    current = Session.__table__.c.session_metadata  # type: ignore[attr-defined]
-    if db.get_bind().dialect.name == "postgresql":
-        return current.op("||")(excluded.session_metadata)
-    return sa.func.json_set(
-        sa.func.coalesce(current, "{}"),
-        "$.state",
-        sa.func.json(sa.func.json_extract(excluded.session_metadata, "$.state")),
-        "$.sync",
-        sa.func.json(sa.func.json_extract(excluded.session_metadata, "$.sync")),
-    )
+    try:
+        return await upsert_session_by_slug(db, _session_values(project_id, root, folder, state))
+    except ConflictError as error:
+        raise ConflictError("session", "session_slug", f"{error}; rename the folder") from None
 
 
 async def _upsert_agents(db: AsyncSession, session_id: uuid.UUID, state: SessionState) -> None:
@@ -554,10 +539,9 @@ async def _upsert_agents(db: AsyncSession, session_id: uuid.UUID, state: Session
             "completed_at": record.completed_at,
             "agent_metadata": {"state": dict(extra)} if extra else {},
         }
-        checked = coerce_input(AgentCreate, values, "agent").model_dump(include=set(values))
-        rows[agent_id] = {"id": agent_id, **checked}  # later entries win
+        rows[agent_id] = values  # later entries win
     if rows:
-        await bulk_upsert(db, Agent, list(rows.values()), [Agent.id], skip={"session_id"})
+        await upsert_agents(db, rows)
 
 
 async def _link(

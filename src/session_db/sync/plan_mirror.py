@@ -9,20 +9,17 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.crud._base import BULK_CHUNK, bulk_upsert, coerce_input, upsert_insert
-from session_db.crud.tasks import DONE, refresh_session_progress
-from session_db.models import (
-    Task,
-    TaskCreate,
-    TaskDependency,
-    TaskGroup,
-    TaskGroupCreate,
-    TaskStatus,
+from session_db.crud.tasks import (
+    DONE,
+    delete_plan_rows_except,
+    refresh_session_progress,
+    set_plan_dependencies,
+    upsert_plan_task_groups,
+    upsert_plan_tasks,
 )
-from session_db.models.base import new_id
+from session_db.models import TaskStatus
 from session_db.sync.formats import Plan, plan_tasks
 
 # plan.json's task statuses vary between writers; anything else reads as pending and
@@ -54,7 +51,7 @@ async def mirror_plan(db: AsyncSession, session_id: uuid.UUID, plan: Plan | None
     checkpoints = plan.checkpoints if plan else []
     group_ids: dict[str, uuid.UUID] = {}
     if checkpoints:
-        group_ids |= await _upsert_groups(
+        group_ids |= await upsert_plan_task_groups(
             db,
             session_id,
             [
@@ -90,24 +87,16 @@ async def mirror_plan(db: AsyncSession, session_id: uuid.UUID, plan: Plan | None
                     )
                 )
         if rows:
-            group_ids |= await _upsert_groups(db, session_id, rows)
+            group_ids |= await upsert_plan_task_groups(db, session_id, rows)
     task_ids = await _upsert_tasks(db, session_id, plan, group_ids) if plan else {}
-    await db.exec(
-        delete(Task).where(
-            col(Task.session_id) == session_id,
-            col(Task.plan_ref).is_not(None),
-            col(Task.plan_ref).not_in(list(task_ids)),
-        )
-    )
-    await db.exec(
-        delete(TaskGroup).where(
-            col(TaskGroup.session_id) == session_id,
-            col(TaskGroup.plan_ref).is_not(None),
-            col(TaskGroup.plan_ref).not_in(list(group_ids)),
-        )
-    )
+    await delete_plan_rows_except(db, session_id, tasks=list(task_ids), groups=list(group_ids))
     if plan:
-        await _mirror_dependencies(db, plan, task_ids)
+        edges = {
+            (task_ids[task.id], task_ids[needed])
+            for _, _, task in plan_tasks(plan)
+            for needed in dict.fromkeys(task.depends_on)
+        }
+        await set_plan_dependencies(db, task_ids.values(), edges)
     await refresh_session_progress(db, session_id)
 
 
@@ -129,7 +118,7 @@ def _group_row(
     exclude: set[str],
     **more: Any,
 ) -> dict[str, Any]:
-    values = {
+    return {
         "session_id": session_id,
         "plan_ref": ref,
         # Group names are unique per session; the plan id keeps two "Setup" groups apart.
@@ -140,19 +129,6 @@ def _group_row(
         "parent_group_id": parent_id,
         "group_metadata": _metadata(item, exclude, **more),
     }
-    return coerce_input(TaskGroupCreate, values, "task_group").model_dump(include=set(values))
-
-
-async def _upsert_groups(
-    db: AsyncSession, session_id: uuid.UUID, rows: list[dict[str, Any]]
-) -> dict[str, uuid.UUID]:
-    return await bulk_upsert(
-        db,
-        TaskGroup,
-        [{"id": new_id(), **row} for row in rows],
-        [TaskGroup.session_id, TaskGroup.plan_ref],
-        skip={"session_id", "plan_ref"},
-    )
 
 
 async def _upsert_tasks(
@@ -163,65 +139,17 @@ async def _upsert_tasks(
     for _, group, task in plan_tasks(plan):
         status = _TASK_STATUS.get((task.status or "pending").strip().lower(), TaskStatus.PENDING)
         position = positions[group.id] = positions.get(group.id, -1) + 1
-        task_id = new_id()
-        values = {
-            "session_id": session_id,
-            "group_id": group_ids[group.id],
-            "plan_ref": task.id,
-            "title": task.title,
-            "description": task.description,
-            "status": status,
-            "progress_percentage": 100.0 if status in DONE else 0.0,
-            "position_in_group": position,
-            "task_metadata": _metadata(task, {"id", "title", "description", "depends_on"}),
-        }
-        checked = coerce_input(TaskCreate, values, "task").model_dump(include=set(values))
-        rows.append({"id": task_id, "hierarchy_path": f"/{task_id}", **checked})
-    if not rows:
-        return {}
-    return await bulk_upsert(
-        db,
-        Task,
-        rows,
-        [Task.session_id, Task.plan_ref],
-        skip={"session_id", "plan_ref", "hierarchy_path"},
-    )
-
-
-async def _mirror_dependencies(
-    db: AsyncSession, plan: Plan, task_ids: dict[str, uuid.UUID]
-) -> None:
-    wanted = {
-        (task_ids[task.id], task_ids[needed])
-        for _, _, task in plan_tasks(plan)
-        for needed in dict.fromkeys(task.depends_on)
-    }
-    ids = list(task_ids.values())
-    existing: set[tuple[uuid.UUID, uuid.UUID]] = set()
-    for start in range(0, len(ids), BULK_CHUNK):
-        chunk = ids[start : start + BULK_CHUNK]
-        existing |= set(
-            (
-                await db.exec(
-                    select(TaskDependency.task_id, TaskDependency.depends_on_task_id).where(
-                        col(TaskDependency.task_id).in_(chunk)
-                    )
-                )
-            ).all()
+        rows.append(
+            {
+                "session_id": session_id,
+                "group_id": group_ids[group.id],
+                "plan_ref": task.id,
+                "title": task.title,
+                "description": task.description,
+                "status": status,
+                "progress_percentage": 100.0 if status in DONE else 0.0,
+                "position_in_group": position,
+                "task_metadata": _metadata(task, {"id", "title", "description", "depends_on"}),
+            }
         )
-    plan_ids = set(ids)
-    stale = {edge for edge in existing - wanted if edge[1] in plan_ids}
-    for task_id, needed in stale:
-        await db.exec(
-            delete(TaskDependency).where(
-                col(TaskDependency.task_id) == task_id,
-                col(TaskDependency.depends_on_task_id) == needed,
-            )
-        )
-    missing = sorted(wanted - existing)
-    for start in range(0, len(missing), BULK_CHUNK):
-        rows = [
-            {"task_id": task_id, "depends_on_task_id": needed}
-            for task_id, needed in missing[start : start + BULK_CHUNK]
-        ]
-        await db.exec(upsert_insert(db, TaskDependency).values(rows).on_conflict_do_nothing())
+    return await upsert_plan_tasks(db, session_id, rows) if rows else {}

@@ -23,27 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
-from session_db.errors import DatabaseUnavailableError
+from session_db.errors import is_transient
+from session_db.retry import retry_transient
 from session_db.sync.folders import project_root_of
 from session_db.sync.mirror import SyncResult, sync_session
 
 logger = logging.getLogger(__name__)
-
-# Errors worth trying again: the server is down or restarting, the connection dropped,
-# or SQLite's write lock stayed busy past its timeout.
-TRANSIENT_ERRORS = (
-    DatabaseUnavailableError,
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
 
 
 class SyncPoolClosedError(RuntimeError):
@@ -294,42 +283,43 @@ class SyncPool:
                     self._idle.notify_all()
 
     async def _sync(self, engine: AsyncEngine, job: _Job) -> None:
-        delay = self._initial_backoff
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                async with get_async_session(engine) as db:
-                    result = await sync_session(db, job.project_root, job.session_dir)
-            except TRANSIENT_ERRORS as error:
-                if attempt == self._max_attempts:
-                    self._count("failed")
-                    logger.warning(
-                        "gave up syncing %s after %d attempts: %s",
-                        job.session_dir,
-                        attempt,
-                        _one_line(error),
-                    )
-                    return
+        tries = 0
+
+        async def attempt() -> SyncResult:
+            # One folder, one transaction: a transient fault runs all of it again.
+            nonlocal tries
+            tries += 1
+            if tries > 1:
                 self._count("retried")
-                logger.info(
-                    "database unavailable syncing %s (%s); retrying in %.1fs",
+            async with get_async_session(engine) as db:
+                return await sync_session(db, job.project_root, job.session_dir)
+
+        try:
+            result = await retry_transient(
+                attempt,
+                attempts=self._max_attempts,
+                first_delay=self._initial_backoff,
+                max_delay=self._max_backoff,
+                what=f"sync of {job.session_dir}",
+            )
+        except Exception as error:
+            self._count("failed")
+            if is_transient(error):
+                logger.warning(
+                    "gave up syncing %s after %d attempts: %s",
                     job.session_dir,
+                    tries,
                     _one_line(error),
-                    delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-            except Exception as error:
-                self._count("failed")
+            else:  # the next save of the folder tries again
                 logger.error("could not sync %s: %s", job.session_dir, _one_line(error))
-                return
-            else:
-                self._count("synced")
-                if self._on_result is not None:
-                    try:
-                        self._on_result(result)
-                    except Exception:
-                        logger.exception("on_result callback failed")
-                return
+            return
+        self._count("synced")
+        if self._on_result is not None:
+            try:
+                self._on_result(result)
+            except Exception:
+                logger.exception("on_result callback failed")
 
     def _count(self, name: str) -> None:
         with self._lock:
