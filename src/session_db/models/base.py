@@ -115,7 +115,9 @@ def to_money(value: Decimal | float | int | str) -> Decimal:
 
 
 # JSON everywhere, JSONB on PostgreSQL (indexable, compact, de-duplicated keys).
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# A Python None is SQL NULL, not the JSON value `null`: "no value" reads and filters the
+# same whichever writer stored it (the ORM, a bulk executemany or COPY).
+JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def check_in(column: str, values: type[StrEnum]) -> sa.CheckConstraint:
