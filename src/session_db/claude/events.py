@@ -18,7 +18,6 @@ whole), and the rows users ask for are built from the events:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -32,7 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db.claude import spool
 from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
 from session_db.crud.projects import upsert_project, upsert_projects
-from session_db.crud.relationships import link_new_children, link_sessions
+from session_db.crud.relationships import link_new_children
 from session_db.crud.sessions import (
     SessionActivity,
     elapsed_ms,
@@ -45,7 +44,7 @@ from session_db.crud.tool_calls import (
     list_running_unkeyed_tool_calls,
     save_tool_calls,
 )
-from session_db.errors import ConflictError, InvalidInputError
+from session_db.errors import InvalidInputError
 from session_db.models import (
     AgentLogCreate,
     EventCategory,
@@ -248,20 +247,6 @@ class SessionResolver:
         )
         return session_id, project_id
 
-    async def resolve(self, event: HookEvent) -> tuple[uuid.UUID, uuid.UUID | None]:
-        """Return (session id, parent session id or None) for an event."""
-        external = event.text("session_id")
-        agent_id = event.text("agent_id")
-        if external is None:
-            return await self._ensure(UNATTRIBUTED_SLUG, {}), None
-        parent, project_id = await self.session(external, event.project_dir or event.text("cwd"))
-        if agent_id is None:
-            return parent, None
-        child = await self.subagent(
-            external, agent_id, parent, project_id, event.text("agent_type")
-        )
-        return child, parent
-
     async def subagent(
         self,
         external: str,
@@ -274,24 +259,20 @@ class SessionResolver:
         slug = subagent_slug(external, agent_id)[:255]
         if slug in self._ids:
             return self._ids[slug]
-        child_id = await ensure_session(
-            self.db,
-            slug,
-            project_id=project_id,
-            parent_session_id=parent_id,
-            session_role=SessionRole.SUBAGENT.value,
-            source_app=SOURCE_APP,
-            name=(agent_type or "subagent")[:255],
-        )
-        link = {
+        row = {
+            "session_slug": slug,
+            "project_id": project_id,
             "parent_session_id": parent_id,
-            "child_session_id": child_id,
-            "relationship_type": RelationshipType.PARENT_CHILD,
-            "spawn_reason": SpawnReason.TASK_TOOL,
-            "spawn_metadata": {"source": SOURCE_APP, "agent_id": agent_id},
+            "session_role": SessionRole.SUBAGENT.value,
+            "source_app": SOURCE_APP,
+            "name": (agent_type or "subagent")[:255],
         }
-        with contextlib.suppress(ConflictError):  # linked when first seen
-            await link_sessions(self.db, link)
+        created = await ensure_sessions(
+            self.db, [{key: value for key, value in row.items() if value is not None}]
+        )
+        child_id, is_new = created[slug]
+        if is_new:
+            await link_new_children(self.db, [_subagent_link(parent_id, child_id, agent_id)])
         self._ids[slug] = child_id
         return child_id
 
@@ -436,6 +417,16 @@ def _want_subagent(
     )
 
 
+def _subagent_link(parent_id: uuid.UUID, child_id: uuid.UUID, agent_id: str) -> dict[str, Any]:
+    return {
+        "parent_session_id": parent_id,
+        "child_session_id": child_id,
+        "relationship_type": RelationshipType.PARENT_CHILD,
+        "spawn_reason": SpawnReason.TASK_TOOL,
+        "spawn_metadata": {"source": SOURCE_APP, "agent_id": agent_id},
+    }
+
+
 async def _ensure_subagents(
     db: AsyncSession, wanted: dict[str, dict[str, Any]]
 ) -> dict[str, uuid.UUID]:
@@ -471,15 +462,7 @@ async def _ensure_subagents(
             ids[slug] = child_id
             row = ready[slug]
             if is_new and row["parent_session_id"] is not None:
-                links.append(
-                    {
-                        "parent_session_id": row["parent_session_id"],
-                        "child_session_id": child_id,
-                        "relationship_type": RelationshipType.PARENT_CHILD,
-                        "spawn_reason": SpawnReason.TASK_TOOL,
-                        "spawn_metadata": {"source": SOURCE_APP, "agent_id": row["agent_id"]},
-                    }
-                )
+                links.append(_subagent_link(row["parent_session_id"], child_id, row["agent_id"]))
         await link_new_children(db, links)
         for slug in ready:
             pending.pop(slug)
