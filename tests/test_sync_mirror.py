@@ -518,6 +518,25 @@ async def test_other_writers_metadata_and_hand_made_dependencies_survive_a_sync(
         assert [task.id for task in waits] == [plan_tasks["1.1.1"]]
 
 
+async def test_a_permanent_fault_outside_the_mirror_sets_aside_only_its_folder(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    root = tmp_path
+    while len(str(root)) < 900:  # folder paths near sync_states' 1,024 characters
+        root = root / ("d" * min(200, 901 - len(str(root))))
+    sessions = root / "agents/sessions"
+    StateManager.create(sessions / "short", topic="Fits")
+    StateManager.create(sessions / f"long-{'x' * 120}", topic="Too long a path")
+    report = await sync_project(root, engine=engine)
+    outcomes = sorted((r.session_dir.name[:5], r.outcome) for r in report.results)
+    assert outcomes == [("long-", SyncOutcome.ERROR), ("short", SyncOutcome.SYNCHRONIZED)]
+    assert "session_dir: must be at most 1024 characters" in (report.problems[0].message or "")
+    async with get_async_session(engine) as db:
+        # The long folder's mirror was rolled back with its savepoint; the other stays.
+        assert [s.session_slug for s in await crud.list_sessions(db)] == ["short"]
+        assert [Path(s.session_dir).name for s in await crud.list_sync_states(db)] == ["short"]
+
+
 class Saboteur:
     """Breaks chosen transactions of an engine for real, each at a chosen point.
 
