@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
-from session_db.crud._base import BULK_CHUNK
+from session_db.crud._bulk import BULK_PAGE
 from session_db.database import get_async_session
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.models import Agent, Session, UsageRecord
@@ -92,16 +92,16 @@ async def test_add_usage_records_keeps_the_larger_count_in_a_batch_and_against_s
     assert len(await crud.list_usage_records(db)) == 3
 
 
-async def test_add_usage_records_writes_one_statement_per_chunk(
+async def test_add_usage_records_writes_one_statement_per_page(
     engine: AsyncEngine,
 ) -> None:
     async with get_async_session(engine) as db:
         session = await a_session(db, "big")
-        rows = [usage(session.id, f"m{i}", input_tokens=i) for i in range(2 * BULK_CHUNK + 1)]
+        rows = [usage(session.id, f"m{i}", input_tokens=i) for i in range(2 * BULK_PAGE + 1)]
         rows.append(rows[0])  # a duplicate is dropped before the statement sees it
         with statements(engine) as seen:
             written = await crud.add_usage_records(db, rows)
-    assert len(written) == 2 * BULK_CHUNK + 1
+    assert len(written) == 2 * BULK_PAGE + 1
     assert [s for s in seen if s.startswith("INSERT")] == ["INSERT INTO usage_records"] * 3
     async with get_async_session(engine) as db:
         stored = await crud.list_usage_records(db, session_id=session.id, limit=1000)

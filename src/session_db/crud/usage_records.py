@@ -9,7 +9,6 @@ read sessions and agents include them.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -19,13 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
-    BULK_CHUNK,
     DEFAULT_LIMIT,
     coerce_input,
     get_or_raise,
@@ -34,6 +31,7 @@ from session_db.crud._base import (
     translating_errors,
     upsert_insert,
 )
+from session_db.crud._bulk import excluded, insert_rows
 from session_db.models import Agent, AgentCreate, Session, UsageRecord
 from session_db.models.base import TOKEN_COLUMNS, new_id, to_money, utcnow
 from session_db.models.usage import UsageRecordCreate
@@ -59,21 +57,12 @@ _CHANGED = (*TOKEN_COLUMNS, "cost", "cost_source", "cost_is_estimate", "updated_
 UsageKey = tuple[str, str]  # (message_id, request_id)
 
 
-@functools.cache
-def _upsert(dialect: str) -> Any:
-    """The keep-the-larger upsert of one chunk, executed with many parameter sets.
-
-    Built once per dialect: statements are immutable, and building this one (its
-    `excluded` columns, the sums) costs more than a small batch's rows do.
-    """
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_TABLE)
-    new_total = sum(insert.excluded[column] for column in TOKEN_COLUMNS)
-    old_total = sum(_TABLE.c[column] for column in TOKEN_COLUMNS)
-    return insert.on_conflict_do_update(
-        index_elements=[_TABLE.c.message_id, _TABLE.c.request_id],
-        set_={name: insert.excluded[name] for name in _CHANGED},
-        where=new_total > old_total,
-    ).returning(_TABLE.c.message_id, _TABLE.c.request_id, _TABLE.c.id)
+def _keep_the_larger() -> tuple[dict[str, Any], Any]:
+    """The DO UPDATE of a response seen again: its new counts, if they are larger."""
+    new, old = excluded(_TABLE), _TABLE.c
+    new_total = sum(new[column] for column in TOKEN_COLUMNS)
+    old_total = sum(old[column] for column in TOKEN_COLUMNS)
+    return {name: new[name] for name in _CHANGED}, new_total > old_total
 
 
 @translating_errors(ENTITY)
@@ -84,7 +73,7 @@ async def add_usage_records(
 
     Within the batch, a key given twice keeps the row with the larger token total (the
     first on a tie). A stored response is updated only by a row with more tokens than it
-    has, and then only its counts and cost change. One statement per `BULK_CHUNK` rows.
+    has, and then only its counts and cost change. One statement per page of rows.
     No SAVEPOINT (it would double the statements of a small batch): after a refusal the
     caller rolls its transaction back, as `get_async_session` does.
 
@@ -109,20 +98,22 @@ async def add_usage_records(
         {**_plain(record), "id": new_id(), "created_at": now, "updated_at": now}
         for record in kept.values()
     ]
-    statement = _upsert(db.get_bind().dialect.name)
-    written: dict[UsageKey, uuid.UUID] = {}
-    connection = await db.connection()
+    update, larger = _keep_the_larger()
     try:
-        for start in range(0, len(values), BULK_CHUNK):
-            # Many parameter sets with RETURNING: SQLAlchemy sends them as one multi-row
-            # INSERT ("insertmanyvalues"), compiled once and cached, where a
-            # `.values([...])` of the rows would compile anew for every batch.
-            result = await connection.execute(statement, values[start : start + BULK_CHUNK])
-            for message_id, request_id, record_id in result.all():
-                written[(message_id, request_id)] = record_id
+        # The event pipeline's bulk path: COPY through a staging table on PostgreSQL,
+        # multi-row statements on SQLite.
+        rows = await insert_rows(
+            db,
+            _TABLE,
+            values,
+            skip_conflicts_on=["message_id", "request_id"],
+            update_on_conflict=update,
+            conflict_where=larger,
+            returning=["message_id", "request_id", "id"],
+        )
     except sa.exc.IntegrityError as error:
         raise integrity_error(error, ENTITY, _TABLE.name) from error
-    return written
+    return {(message_id, request_id): record_id for message_id, request_id, record_id in rows}
 
 
 @translating_errors(ENTITY)
