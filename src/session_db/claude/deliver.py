@@ -37,9 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.claude import spool
 from session_db.claude.events import TRANSCRIPT_EVENTS, HookEvent, parse_line, store_events
-from session_db.crud._base import translating_errors
 from session_db.database import get_async_session
 from session_db.errors import (
+    DatabaseError,
     DatabaseNotMigratedError,
     DatabaseUnavailableError,
     SessionDBError,
@@ -87,12 +87,23 @@ def pending_events(directory: str) -> bool:
     return bool(spool.batch_files(directory))
 
 
-@translating_errors("database")
 async def ensure_migrated(engine: AsyncEngine) -> None:
-    """Raise DatabaseNotMigratedError unless the database is at the newest migration."""
+    """Raise DatabaseNotMigratedError unless the database is at the newest migration.
+
+    Raises:
+        DatabaseUnavailableError: The database could not be asked (a transient fault).
+        DatabaseError: Asking it failed for another reason.
+    """
     from session_db.migrate import current_revision, head_revision
 
-    current, head = await current_revision(engine), head_revision()
+    try:
+        current = await current_revision(engine)
+    except SessionDBError:
+        raise
+    except Exception as error:
+        kind = DatabaseUnavailableError if is_transient(error) else DatabaseError
+        raise kind(f"cannot read the database's migration: {_first_line(error)}") from error
+    head = head_revision()
     if current != head:
         raise DatabaseNotMigratedError(
             f"the database is at migration {current or 'none'}, not {head}: "
