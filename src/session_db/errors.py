@@ -125,7 +125,9 @@ def _transient_by_itself(error: BaseException) -> bool:
         return True  # SQLAlchemy's pool gave up, or the driver lost the connection
     if name == "InterfaceError":
         return any(text in str(error).lower() for text in _CONNECTION_GONE)
-    return False
+    # asyncpg's protocol left mid-operation by a connection the server killed: that
+    # connection is unusable, a new one is not.
+    return name == "InternalClientError" and "another operation" in str(error)
 
 
 # Constraint names follow the naming convention in session_db.models.base.
