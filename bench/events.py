@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from session_db.claude import spool
+from session_db.claude.events import PROMOTED
+from session_db.crud import tool_calls
 
 HOME = "/home/dev"
 PROJECTS = ("webshop", "session-db", "infra-terraform", "ml-pipeline")
@@ -418,21 +420,8 @@ AGENT_LOG_COLUMNS = (
     "reason",
     "tool_input",
 )
-TOOL_CALL_COLUMNS = (
-    "id",
-    "session_id",
-    "tool_use_id",
-    "tool_name",
-    "status",
-    "tool_input",
-    "tool_response",
-    "error",
-    "is_interrupt",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "subagent_session_id",
-)
+# The baseline writes the columns delivery writes.
+TOOL_CALL_COLUMNS = tool_calls.COLUMNS
 SESSION_COLUMNS = (
     "id",
     "session_slug",
@@ -444,19 +433,7 @@ SESSION_COLUMNS = (
     "started_at",
 )
 # payload key -> agent_logs column, as delivery promotes them (clipped to the column)
-_PROMOTED = (
-    ("session_id", "external_session_id", 255),
-    ("agent_id", "external_agent_id", 255),
-    ("agent_type", "agent_type", 128),
-    ("tool_name", "tool_name", 128),
-    ("tool_use_id", "tool_use_id", 255),
-    ("prompt_id", "prompt_id", 255),
-    ("permission_mode", "permission_mode", 64),
-    ("cwd", "cwd", None),
-    ("transcript_path", "transcript_path", None),
-    ("source", "source", 64),
-    ("reason", "reason", None),
-)
+_PROMOTED = PROMOTED
 
 
 @dataclass
