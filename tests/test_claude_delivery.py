@@ -535,3 +535,24 @@ async def test_a_hostile_line_between_valid_events_fails_alone(
     async with get_async_session(engine) as db:
         logs = await crud.list_agent_logs(db)
     assert [log.payload.get("message") for log in logs] == ["before", "after"]
+
+
+async def test_a_bug_of_ours_sets_no_event_aside(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what the database refuses is an event's fault; anything else stops the pass."""
+    from session_db.claude import events
+
+    a_session_of_events(tmp_path)
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in applying events")
+
+    monkeypatch.setattr(events, "record_session_activity", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert not (tmp_path / spool.REJECTED_FILE).exists()
+    assert await count_logs(engine) == 0  # the chunk's transaction rolled back whole
+    monkeypatch.undo()
+    report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert (report.delivered, report.rejected) == (14, 0)

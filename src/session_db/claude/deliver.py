@@ -33,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.claude import spool
@@ -260,6 +261,11 @@ async def _store_unit(
     return await retry_transient(work, attempts=CHUNK_ATTEMPTS, what="delivering hook events")
 
 
+def _refused_by_database(error: BaseException) -> bool:
+    """Whether the database (or our checks of a row) refused what it was given."""
+    return isinstance(error, SessionDBError | sa_exc.StatementError)
+
+
 async def _deliver_chunk(
     engine: AsyncEngine, items: list[tuple[HookEvent, bytes]], report: DeliveryReport
 ) -> list[tuple[bytes, str]]:
@@ -269,8 +275,10 @@ async def _deliver_chunk(
     try:
         stored, duplicates, refused = await _store_unit(engine, items)
     except Exception as error:
-        if is_transient(error):
-            raise  # the connection's fault, not an event's: the whole pass waits
+        if is_transient(error) or not _refused_by_database(error):
+            # The connection's fault, or a bug of ours: no event is to blame, so none is
+            # set aside; the pass stops and the events wait for the next one.
+            raise
         if len(items) == 1:
             event, line = items[0]
             return [(line, f"event {event.spool_id}: {type(error).__name__}: {error}")]
