@@ -82,12 +82,29 @@ async def _child(url: str, directory: str) -> dict[str, Any]:
         await engine.dispose()
     return {
         "seconds": seconds,
+        "peak_rss_own": _own_peak_rss(),
         "delivered": report.delivered,
         "rejected": report.rejected,
         "agent_logs": logs,
         "tool_calls": calls,
         "tool_calls_ended": paired,
     }
+
+
+def _own_peak_rss() -> int | None:
+    """This process's peak RSS in bytes, from its own address space (Linux's VmHWM).
+
+    `wait4`'s `ru_maxrss` is not used where this exists: Linux carries the high-water
+    mark across exec, so a child spawned by a large parent reports the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def child_main(url: str, directory: str, out: str) -> None:
@@ -118,7 +135,9 @@ def deliver_in_child(url: str, directory: str) -> dict[str, Any]:
     result["log_lines"] = len(stderr)
     result["last_log_line"] = stderr[-1] if stderr else ""
     # ru_maxrss: kilobytes on Linux, bytes on macOS
-    result["peak_rss"] = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    result["peak_rss"] = result.pop("peak_rss_own") or usage.ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024
+    )
     return result
 
 
