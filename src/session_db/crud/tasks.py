@@ -117,7 +117,7 @@ async def create_task(db: AsyncSession, data: TaskCreate | Mapping[str, Any]) ->
         group = await get_or_raise(db, TaskGroup, task_in.group_id, GROUP)
         if group.session_id != task_in.session_id:
             raise InvalidInputError(TASK, "group_id", "belongs to another session")
-    task_id = uuid.uuid4()
+    task_id = new_id()
     derived: dict[str, Any] = {"id": task_id, "hierarchy_path": f"/{task_id}"}
     if task_in.parent_task_id is not None:
         parent = await get_or_raise(db, Task, task_in.parent_task_id, TASK)

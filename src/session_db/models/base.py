@@ -5,6 +5,8 @@ branch on the engine.
 """
 
 import json
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,8 +53,16 @@ def utcnow() -> datetime:
 
 
 def new_id() -> uuid.UUID:
-    """Return a fresh random primary key."""
-    return uuid.uuid4()
+    """Return a fresh primary key: a version 7 UUID (RFC 9562), ordered by creation time.
+
+    Its first 48 bits are the Unix time in milliseconds and the other 74 are random, so
+    keys made later sort later: a table's primary-key index grows at its end instead of
+    at random pages, which keeps bulk inserts fast as tables grow.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # the RFC 4122 variant
+    return uuid.UUID(int=value)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
