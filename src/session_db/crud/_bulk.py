@@ -11,6 +11,7 @@ Nothing here validates: the callers pass rows they have validated and de-duplica
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,8 +74,18 @@ async def _copy_into_staging(
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         staging, records=records, columns=list(columns)
     )
+    return _staging_table(table, tuple(columns))
+
+
+@functools.cache
+def _staging_table(table: sa.Table, columns: tuple[str, ...]) -> sa.Table:
+    """The staging table as SQLAlchemy sees it, made once per shape.
+
+    Once, not per batch: a new Table object would be a new key in SQLAlchemy's statement
+    cache every time, and the cache would fill with copies of the same statement.
+    """
     return sa.Table(
-        staging,
+        _staging_name(table),
         sa.MetaData(),
         *(sa.Column(name, table.c[name].type) for name in columns),
     )
