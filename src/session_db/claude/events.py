@@ -14,6 +14,12 @@ whole), and the rows users ask for are built from the events:
 - a tool call per `tool_use_id`: PreToolUse starts it, PostToolUse or
   PostToolUseFailure ends it with its response or error and duration; an `Agent` (or
   older `Task`) call names the child session of the subagent it launched.
+
+A batch is stored set-based (`store_events`): each project, session and new subagent it
+needs is found or created once, its events are written in one bulk insert, its tool
+events are paired in memory against one lookup of the stored calls, and each session's
+span and status are merged by one write. Nothing here depends on the batch's size but
+the size of those statements.
 """
 
 from __future__ import annotations
