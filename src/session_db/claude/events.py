@@ -55,7 +55,6 @@ from session_db.models import (
     AgentLogCreate,
     EventCategory,
     RelationshipType,
-    Session,
     SessionRole,
     SessionStatus,
     SpawnReason,
@@ -295,16 +294,6 @@ def _later(current: datetime | None, at: datetime) -> datetime:
 
 def _earlier(current: datetime | None, at: datetime) -> datetime:
     return at if current is None or at < current else current
-
-
-def cover_span(session: Session, first: datetime | None, last: datetime | None) -> None:
-    """Widen a session's start, last activity and end to cover [first, last]."""
-    if first is not None:
-        session.started_at = _earlier(session.started_at, first)
-    if last is not None:
-        session.last_activity_at = _later(session.last_activity_at, last)
-        session.ended_at = _later(session.ended_at, last)
-    session.duration_ms = elapsed_ms(session.started_at, session.ended_at)
 
 
 def launched_agent_id(event: HookEvent) -> str | None:

@@ -36,7 +36,7 @@ from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.claude.events import SOURCE_APP, SessionResolver, cover_span, subagent_slug
+from session_db.claude.events import SOURCE_APP, SessionResolver, subagent_slug
 from session_db.claude.pricing import Cost, price_usage
 from session_db.claude.transcript import (
     SubagentLaunch,
@@ -55,6 +55,7 @@ from session_db.crud import agents as agent_crud
 from session_db.crud import relationships as relationship_crud
 from session_db.crud import sessions as session_crud
 from session_db.crud import transcript_imports, usage_records
+from session_db.crud.sessions import SessionActivity, record_session_activity
 from session_db.database import get_async_session
 from session_db.errors import (
     DatabaseUnavailableError,
@@ -247,6 +248,12 @@ class _Batch:
     resolver: SessionResolver
     sessions: dict[str, Session] = field(default_factory=dict)  # by slug
     changed: set[uuid.UUID] = field(default_factory=set)  # sessions whose totals to refresh
+    # What the files saw of each session (span, names, metadata), written once at the end.
+    activity: dict[uuid.UUID, SessionActivity] = field(default_factory=dict)
+
+    def seen(self, session_id: uuid.UUID) -> SessionActivity:
+        """The activity recorded so far for a session of this batch."""
+        return self.activity.setdefault(session_id, SessionActivity())
 
 
 async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> list[ImportReport]:
@@ -288,6 +295,7 @@ async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> l
         row.lines_read = (row.lines_read if offset else 0) + len(lines)
         row.file_identity, row.byte_offset, row.last_imported_at = identity, new_offset, utcnow()
         done.append(row)
+    await record_session_activity(db, batch.activity)
     await usage_records.refresh_usage_totals(db, batch.changed)
     await transcript_imports.record_transcript_imports(db, done)
     return reports
@@ -366,15 +374,13 @@ async def _import_records(
         launches = [launch for launch in parse_subagent_launches(records) if launch.agent_id]
         for launch in launches:
             await _attach_launch(batch, session, project_id, launch)
-    # The session's own changes last: its totals go out in the same UPDATE (the refresh
-    # at the end of the transaction flushes them together).
-    cover_span(session, facts.first_at, facts.last_at)
-    metadata = dict(session.session_metadata or {})
+    seen = batch.seen(session.id)
+    seen.widen(facts.first_at, facts.last_at)
     for key, value in (("claude_version", facts.version), ("git_branch", facts.git_branch)):
         if value:
-            metadata[key] = value
-    session.name = name
-    session.session_metadata = metadata
+            seen.metadata[key] = value
+    if name is not None:
+        seen.name = name
     return session.id
 
 
@@ -505,8 +511,11 @@ async def _attach_launch(
         title = launch.description[:500]
     if await _complete_last_response(db, child.id, launch.final_usage):
         batch.changed.add(child.id)
-    # The child's own changes last, so they go out with its totals in one UPDATE.
-    child.name, child.title = name, title
+    seen = batch.seen(child.id)
+    if name is not None and name != child.name:
+        seen.name = name
+    if title is not None:
+        seen.title = title
 
 
 async def _complete_last_response(

@@ -142,8 +142,12 @@ class SessionActivity:
 
     def cover(self, at: datetime) -> None:
         """Widen the span to include `at`."""
-        self.first_at = at if self.first_at is None or at < self.first_at else self.first_at
-        self.last_at = at if self.last_at is None or at > self.last_at else self.last_at
+        self.widen(at, at)
+
+    def widen(self, first: datetime | None, last: datetime | None) -> None:
+        """Widen the span to include [first, last]; either end may be unknown (None)."""
+        self.first_at = _earliest(self.first_at, first)
+        self.last_at = _latest(self.last_at, last)
 
 
 def _earliest(*values: datetime | None) -> datetime | None:
