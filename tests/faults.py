@@ -29,6 +29,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 FORWARD = "forward"
 REFUSE = "refuse"  # nothing listens on the port: connections are refused
@@ -331,3 +333,42 @@ class FolderSwap:
             os.unlink(self.folder)
             os.rename(self.away, self.folder)
             self.swapped = False
+
+
+async def install_refusal(engine: AsyncEngine, table: str = "agent_logs") -> None:
+    """Make the database itself refuse rows of `table` whose tool_name is 'Poison'.
+
+    A trigger, the same on both engines: a refusal that is the row's, not the connection's.
+    """
+    async with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.execute(
+                sa.text(
+                    f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {table} "
+                    "WHEN NEW.tool_name = 'Poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+                )
+            )
+            return
+        await connection.execute(
+            sa.text(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF NEW.tool_name = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        await connection.execute(
+            sa.text(
+                f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            )
+        )
+
+
+async def remove_refusal(engine: AsyncEngine, table: str = "agent_logs") -> None:
+    """Undo `install_refusal`."""
+    async with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.execute(sa.text("DROP TRIGGER IF EXISTS refuse_poison"))
+            return
+        await connection.execute(sa.text(f"DROP TRIGGER IF EXISTS refuse_poison ON {table}"))
+        await connection.execute(sa.text("DROP FUNCTION IF EXISTS refuse_poison()"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from faults import install_refusal, remove_refusal
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
@@ -282,47 +283,10 @@ async def test_database_down_or_unmigrated_loses_nothing(
     assert spool.batch_files(str(spool_dir)) == []
 
 
-async def _install_refusal(engine: AsyncEngine) -> None:
-    """Make the database itself refuse one event: a trigger, the same on both engines."""
-    async with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            await connection.execute(
-                sa.text(
-                    "CREATE TRIGGER refuse_poison BEFORE INSERT ON agent_logs "
-                    "WHEN NEW.tool_name = 'Poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
-                )
-            )
-            return
-        await connection.execute(
-            sa.text(
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN IF NEW.tool_name = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; "
-                "RETURN NEW; END $$"
-            )
-        )
-        await connection.execute(
-            sa.text(
-                "CREATE TRIGGER refuse_poison BEFORE INSERT ON agent_logs "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-            )
-        )
-
-
-async def _remove_refusal(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            sa.text("DROP TRIGGER refuse_poison ON agent_logs")
-            if engine.dialect.name == "postgresql"
-            else sa.text("DROP TRIGGER refuse_poison")
-        )
-        if engine.dialect.name == "postgresql":
-            await connection.execute(sa.text("DROP FUNCTION refuse_poison()"))
-
-
 async def test_an_event_the_database_refuses_is_set_aside_not_blocking(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    await _install_refusal(engine)
+    await install_refusal(engine)
     try:
         for index in range(5):
             tool = "Poison" if index == 2 else "Read"
@@ -332,7 +296,7 @@ async def test_an_event_the_database_refuses_is_set_aside_not_blocking(
         spool.append_line(str(tmp_path), b"torn line without a header\n")
         report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
     finally:
-        await _remove_refusal(engine)
+        await remove_refusal(engine)
     assert (report.delivered, report.rejected) == (4, 2)
     rejected = (tmp_path / spool.REJECTED_FILE).read_text().splitlines()
     reasons = [json.loads(line)["reason"] for line in rejected]

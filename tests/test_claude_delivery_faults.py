@@ -27,8 +27,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
-from faults import REFUSE, RESET, BackendTerminator, FolderSwap, SqliteLockHog, TcpProxy
+from faults import (
+    REFUSE,
+    RESET,
+    BackendTerminator,
+    FolderSwap,
+    SqliteLockHog,
+    TcpProxy,
+    install_refusal,
+    remove_refusal,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
@@ -981,41 +989,6 @@ async def test_a_gigantic_event_is_stored_or_set_aside_and_the_rest_delivered(
 # --- 6. an event the database refuses, in the middle of a chunk of 1,000 -------------
 
 
-async def _install_refusal(engine: AsyncEngine, table: str) -> None:
-    """Make the database itself refuse rows of `table` whose tool_name is 'Poison'."""
-    async with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            await connection.execute(
-                sa.text(
-                    f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {table} "
-                    "WHEN NEW.tool_name = 'Poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
-                )
-            )
-            return
-        await connection.execute(
-            sa.text(
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN IF NEW.tool_name = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; "
-                "RETURN NEW; END $$"
-            )
-        )
-        await connection.execute(
-            sa.text(
-                f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-            )
-        )
-
-
-async def _remove_refusal(engine: AsyncEngine, table: str) -> None:
-    async with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            await connection.execute(sa.text("DROP TRIGGER IF EXISTS refuse_poison"))
-            return
-        await connection.execute(sa.text(f"DROP TRIGGER IF EXISTS refuse_poison ON {table}"))
-        await connection.execute(sa.text("DROP FUNCTION IF EXISTS refuse_poison()"))
-
-
 def refused_line(kind: str, hooks: HookSpool, at_s: float) -> tuple[bytes, str]:
     """The spool line of the one event to be refused, and its spool id."""
     if kind in ("agent_logs", "tool_calls"):  # the database's own trigger refuses it
@@ -1061,14 +1034,14 @@ async def test_an_event_the_database_refuses_mid_chunk_sets_aside_that_one_only(
     spool.append_line(hooks.directory, b"".join(lines))
     table = kind if kind in ("agent_logs", "tool_calls") else None
     if table:
-        await _install_refusal(engine, table)
+        await install_refusal(engine, table)
     try:
         report = await deliver_pending(
             engine, hooks.directory, batch_size=REFUSAL_CHUNK, import_transcripts=False
         )
     finally:
         if table:
-            await _remove_refusal(engine, table)
+            await remove_refusal(engine, table)
     others = [spool_id for spool_id in hooks.ids if spool_id != bad]
     stored = await stored_ids(engine, hooks.ids)
     assert set(others) <= stored, f"{len(set(others) - stored)} good events not delivered"
