@@ -131,11 +131,7 @@ def parse_line(line: bytes) -> HookEvent:
             too deeply to read; the message says which (with the spool id when the
             header could be read).
     """
-    end = line.find(spool.HEADER_END)
-    if end < 0:
-        raise ValueError("no header separator")
-    # Sliced, not split: the payload keeps its line break, which JSON skips as whitespace.
-    header_bytes, payload_bytes = line[:end], line[end + 1 :]
+    header_bytes, payload_bytes = spool.split_line(line)
     try:
         header = _DECODER.decode(header_bytes.decode("utf-8", "surrogatepass"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

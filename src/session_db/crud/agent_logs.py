@@ -84,14 +84,22 @@ def _row_values(log: AgentLogCreate) -> dict[str, Any]:
 
 async def _check_references(db: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Raise NotFoundError for the first row naming a session or agent that does not exist."""
+    found: dict[Any, set[Any]] = {}
+    for table in {table for _, table, _ in _REFERENCES}:  # one lookup per referred table
+        wanted = {
+            row[column]
+            for column, referred, _ in _REFERENCES
+            if referred is table
+            for row in rows
+            if row.get(column) is not None
+        }
+        if wanted:
+            statement = select(table.id).where(table.id.in_(wanted))  # type: ignore[attr-defined]
+            found[table] = set((await db.exec(statement)).all())
     for column, table, entity in _REFERENCES:
-        wanted = {row[column] for row in rows if row.get(column) is not None}
-        if not wanted:
-            continue
-        found = set((await db.exec(select(table.id).where(table.id.in_(wanted)))).all())  # type: ignore[attr-defined]
         for index, row in enumerate(rows):
             value = row.get(column)
-            if value is not None and value not in found:
+            if value is not None and value not in found.get(table, set()):
                 where = f"{ENTITY}.{column}" if len(rows) == 1 else f"{ENTITY}s[{index}].{column}"
                 raise NotFoundError(
                     entity,
