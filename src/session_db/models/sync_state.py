@@ -3,7 +3,8 @@
 Seed 002's `markdown_sync_state` tracked a two-way sync; seed 003 chose a one-way sync
 (files are the truth), so the db→markdown fields are gone and the row is keyed by the
 session directory. A folder that is not a session (another tool's `state.json`) still gets
-a row, with no session and the reason in `error_message`.
+a row, with no session and the reason in `error_message`. A folder that synced with
+values the mirror could not use keeps them, one line each, in `warnings`.
 """
 
 import uuid
@@ -19,6 +20,7 @@ from session_db.models.base import (
     created_at_field,
     enum_field,
     id_field,
+    json_field,
     text_field,
     timestamp_field,
     updated_at_field,
@@ -61,6 +63,8 @@ class SyncState(Base, table=True):
     last_synced_at: datetime | None = timestamp_field()
     last_attempted_at: datetime | None = timestamp_field()
     error_message: str | None = text_field()
+    # Mapped keys of the last read whose values were ignored (the rest of the folder synced).
+    warnings: list[str] = json_field(default_factory=list)
     file_monitor_active: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
