@@ -76,7 +76,8 @@ def validation_error(entity: str, error: ValidationError) -> InvalidInputError:
 def build_row(table: type[RowT], data: BaseModel, entity: str, **extra: Any) -> RowT:
     """Build a table row from validated input plus derived fields, validating the result."""
     try:
-        return table.model_validate(data, update=extra)
+        # As a mapping, so the model's input checks see every value, `extra` included.
+        return table.model_validate(dict(data), update=extra)
     except ValidationError as error:
         raise validation_error(entity, error) from None
 

@@ -12,13 +12,14 @@ Nothing here validates: the callers pass rows they have validated and de-duplica
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from session_db import jsoncodec
 
 # Rows per executemany page and per COPY: bounds memory and statement size.
 BULK_PAGE = 1000
@@ -36,7 +37,7 @@ def _as_text(value: Any) -> Any:
 
 
 def _as_json(value: Any) -> Any:
-    return None if value is None else json.dumps(value)
+    return None if value is None else jsoncodec.dumps(value)
 
 
 def _copy_converters(table: sa.Table, columns: Sequence[str]) -> list[Any]:
@@ -185,7 +186,8 @@ async def _sqlite_executemany(
         values = []
         for name, constant, process in steps:
             value = constant if name is None else row.get(name)
-            values.append(value if process is None else process(value))
+            # Every processor maps None to None; most rows leave most columns empty.
+            values.append(value if process is None or value is None else process(value))
         params.append(tuple(values))
     await connection.exec_driver_sql(str(compiled), params)
 

@@ -4,7 +4,6 @@ Everything here behaves the same on PostgreSQL and SQLite, so the domain modules
 branch on the engine.
 """
 
-import json
 import os
 import time
 import uuid
@@ -14,11 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationError, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from session_db import jsoncodec
 
 # Set before the first migration and never changed: every constraint and index name in
 # the migrations derives from it, and renaming one later needs a migration of its own.
@@ -154,27 +155,69 @@ def scrub_nul(value: Any) -> Any:
     return value
 
 
+def normalise_value(value: Any) -> Any:
+    """Return `value` with NUL characters replaced; refuse oversized text or JSON.
+
+    Raises:
+        ValueError: The text or the serialised JSON is over its limit, or the value is
+            not JSON-serialisable.
+    """
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"text of {len(value)} characters exceeds {MAX_TEXT_CHARS}")
+        return scrub_nul(value)
+    if isinstance(value, dict | list):
+        try:
+            text = jsoncodec.dumps(value)
+        except TypeError as error:  # raised here, it would only surface at the flush
+            raise ValueError(f"not JSON-serialisable ({error})") from None
+        # The serialised form escapes every NUL (in keys and values alike) as \u0000,
+        # so only a value that shows one needs the walk that replaces them.
+        if "\\u0000" in text:
+            value = scrub_nul(value)
+            text = jsoncodec.dumps(value)
+        if len(text) > MAX_JSON_CHARS:
+            raise ValueError(f"JSON of {len(text)} characters exceeds {MAX_JSON_CHARS}")
+    return value
+
+
 class Base(SQLModel, registry=mapper_registry):
     """Base of every session_db model, table or not; tables land in `metadata`."""
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _normalise_and_limit(cls, value: Any, info: ValidationInfo) -> Any:
-        """Replace NUL characters and refuse oversized text or JSON."""
-        if isinstance(value, str):
-            if len(value) > MAX_TEXT_CHARS:
-                raise ValueError(f"text of {len(value)} characters exceeds {MAX_TEXT_CHARS}")
-            return scrub_nul(value)
-        if isinstance(value, dict | list):
-            text = json.dumps(value, default=str)
-            # The serialised form escapes every NUL (in keys and values alike) as \u0000,
-            # so only a value that shows one needs the walk that replaces them.
-            if "\\u0000" in text:
-                value = scrub_nul(value)
-                text = json.dumps(value, default=str)
-            if len(text) > MAX_JSON_CHARS:
-                raise ValueError(f"JSON of {len(text)} characters exceeds {MAX_JSON_CHARS}")
-        return value
+    def _normalise_and_limit(cls, data: Any) -> Any:
+        """Apply `normalise_value` to every input value, naming the field it refuses.
+
+        One pass over the input rather than a validator per field: a per-field Python
+        validator cost more than the rest of a model's validation together. Only a
+        mapping is checked; a model instance's values were checked when it was built.
+        """
+        if not isinstance(data, dict):
+            return data
+        cleaned = data
+        for name, value in data.items():
+            if not isinstance(value, str | dict | list):
+                continue
+            try:
+                normalised = normalise_value(value)
+            except ValueError as error:
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        {
+                            "type": "value_error",
+                            "loc": (name,),
+                            "input": value,
+                            "ctx": {"error": error},
+                        }
+                    ],
+                ) from None
+            if normalised is not value:
+                if cleaned is data:  # copied only when a value changes
+                    cleaned = dict(data)
+                cleaned[name] = normalised
+        return cleaned
 
 
 def id_field() -> Any:
