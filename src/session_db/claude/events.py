@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from session_db import jsoncodec
 from session_db.claude import spool
 from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
 from session_db.crud.projects import upsert_project, upsert_projects
@@ -133,7 +135,9 @@ def parse_line(line: bytes) -> HookEvent:
     """
     header_bytes, payload_bytes = spool.split_line(line)
     try:
-        header = _DECODER.decode(header_bytes.decode("utf-8", "surrogatepass"))
+        # The hook writes the header: no NaN, no integer past 64 bits (received_at_ns
+        # has 19 digits, which would send every line down the stdlib path).
+        header = orjson.loads(header_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"the spool header is not valid JSON ({error})") from None
     spool_id = header.get("spool_id") if isinstance(header, dict) else None
@@ -141,7 +145,7 @@ def parse_line(line: bytes) -> HookEvent:
     if not isinstance(spool_id, str) or not isinstance(received_ns, int):
         raise ValueError("the spool header has no spool_id or received_at_ns")
     try:
-        payload = _DECODER.decode(payload_bytes.decode("utf-8", "surrogatepass"))
+        payload = jsoncodec.loads(payload_bytes, fallback=_DECODER)
         # NUL and lone surrogates can only arrive as \u escapes or as raw surrogate bytes
         # (0xED ...), so a payload with neither needs no cleaning walk.
         if b"\\u" in payload_bytes or b"\xed" in payload_bytes:
@@ -181,8 +185,11 @@ def clean_text(value: Any) -> Any:
     PostgreSQL's JSON would refuse as numbers. A documented normalisation, not a refusal.
     """
     if isinstance(value, str):
-        if any("\ud800" <= char <= "\udfff" for char in value):
-            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if not value.isascii():  # O(1): an ASCII string holds no surrogate
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # only lone surrogates fail to encode
+                value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return scrub_nul(value)
     if isinstance(value, dict):
         return {clean_text(key): clean_text(item) for key, item in value.items()}
