@@ -67,6 +67,7 @@ class AgentLogBase(Base):
     external_agent_id: str | None = Field(default=None, max_length=255)
     agent_type: str | None = Field(default=None, max_length=128)
     tool_use_id: str | None = Field(default=None, max_length=255)
+    mcp_server: str | None = Field(default=None, max_length=255)
     prompt_id: str | None = Field(default=None, max_length=255)
     permission_mode: str | None = Field(default=None, max_length=64)
     cwd: str | None = text_field()

@@ -28,6 +28,7 @@ class ToolCallStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    DENIED = "denied"  # refused permission (PermissionDenied): it never ran
 
 
 class ToolCall(Base, table=True):
@@ -51,6 +52,8 @@ class ToolCall(Base, table=True):
     session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE")
     tool_use_id: str | None = Field(default=None, max_length=255)
     tool_name: str | None = Field(default=None, max_length=128)
+    # The MCP server of an MCP tool (`mcp__server__tool`), so its tools can be told apart.
+    mcp_server: str | None = Field(default=None, max_length=255)
     status: ToolCallStatus = enum_field(ToolCallStatus, ToolCallStatus.RUNNING)
     tool_input: dict[str, Any] | None = optional_json_field()
     # A tool's response is whatever the tool returned: an object, a list or a string.
@@ -74,6 +77,7 @@ class ToolCallRead(Base):
     session_id: uuid.UUID
     tool_use_id: str | None
     tool_name: str | None
+    mcp_server: str | None
     status: ToolCallStatus
     tool_input: dict[str, Any] | None
     tool_response: dict[str, Any] | list[Any] | str | None
