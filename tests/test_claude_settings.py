@@ -12,6 +12,7 @@ import pytest
 from conftest import run_python
 
 from session_db.claude.settings_file import (
+    DEFAULT_EVENTS,
     HOOK_EVENTS,
     TOOL_EVENTS,
     SettingsChange,
@@ -37,7 +38,7 @@ EXISTING: dict[str, Any] = {
             {"matcher": "Bash", "hooks": [{"type": "command", "command": "other-tool hook"}]}
         ],
         "Stop": [{"hooks": []}],
-        "ConfigChange": [],
+        "EventNewerThanUs": [],
     },
     "env": {"GREETING": "grüß dich"},
 }
@@ -70,11 +71,11 @@ def test_install_into_a_missing_file_creates_folder_and_file(tmp_path: Path) -> 
 
     change = install_hooks(path, COMMAND)
 
-    assert change == SettingsChange(path, None, list(HOOK_EVENTS), [], changed=True)
+    assert change == SettingsChange(path, None, list(DEFAULT_EVENTS), [], changed=True)
     data = read_json(path)
     assert list(data) == ["hooks"]
-    assert list(data["hooks"]) == list(HOOK_EVENTS)
-    for event in HOOK_EVENTS:
+    assert list(data["hooks"]) == list(DEFAULT_EVENTS)
+    for event in DEFAULT_EVENTS:
         expected_group: dict[str, Any] = {"matcher": "*"} if event in TOOL_EVENTS else {}
         expected_group["hooks"] = [{"type": "command", "command": COMMAND, "timeout": 10}]
         assert data["hooks"][event] == [expected_group]
@@ -82,7 +83,7 @@ def test_install_into_a_missing_file_creates_folder_and_file(tmp_path: Path) -> 
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n")
-    assert text.startswith('{\n  "hooks": {\n    "SessionStart"')
+    assert text.startswith('{\n  "hooks": {\n    "PreToolUse"')
     assert sorted(p.name for p in path.parent.iterdir()) == ["settings.json"]
 
 
@@ -93,14 +94,14 @@ def test_install_keeps_other_settings_hooks_and_key_order(tmp_path: Path) -> Non
     change = install_hooks(path, COMMAND, timeout_s=7)
 
     data = read_json(path)
-    assert change.added == list(HOOK_EVENTS)
+    assert change.added == list(DEFAULT_EVENTS)
     assert list(data) == ["model", "permissions", "hooks", "env"]
     assert {k: v for k, v in data.items() if k != "hooks"} == {
         k: v for k, v in EXISTING.items() if k != "hooks"
     }
     # Their events first, in their order, then ours as they are added.
-    new_events = [e for e in HOOK_EVENTS if e not in EXISTING["hooks"]]
-    assert list(data["hooks"]) == ["PreToolUse", "Stop", "ConfigChange", *new_events]
+    new_events = [e for e in DEFAULT_EVENTS if e not in EXISTING["hooks"]]
+    assert list(data["hooks"]) == ["PreToolUse", "Stop", "EventNewerThanUs", *new_events]
     assert data["hooks"]["PreToolUse"] == [
         *EXISTING["hooks"]["PreToolUse"],
         {"matcher": "*", "hooks": [{"type": "command", "command": COMMAND, "timeout": 7}]},
@@ -109,7 +110,7 @@ def test_install_keeps_other_settings_hooks_and_key_order(tmp_path: Path) -> Non
         {"hooks": []},
         {"hooks": [{"type": "command", "command": COMMAND, "timeout": 7}]},
     ]
-    assert data["hooks"]["ConfigChange"] == []
+    assert data["hooks"]["EventNewerThanUs"] == []
     assert "grüß dich" in path.read_text(encoding="utf-8")
 
 
@@ -128,7 +129,7 @@ def test_second_install_adds_nothing_and_writes_nothing(tmp_path: Path) -> None:
     assert path.stat().st_mtime_ns == mtime
     assert backups(tmp_path) == backups_before
     data = read_json(path)
-    for event in HOOK_EVENTS:
+    for event in DEFAULT_EVENTS:
         assert [h["command"] for h in our_handlers(data, event)] == [COMMAND]
 
 
@@ -199,7 +200,7 @@ def test_install_then_uninstall_gives_back_the_same_settings(tmp_path: Path) -> 
     change = uninstall_hooks(path)
 
     # In the file's order: their PreToolUse and Stop lists come first.
-    assert sorted(change.removed) == sorted(HOOK_EVENTS)
+    assert sorted(change.removed) == sorted(DEFAULT_EVENTS)
     assert change.removed[:2] == ["PreToolUse", "Stop"]
     assert change.added == []
     assert change.changed is True
@@ -457,3 +458,67 @@ def test_importing_the_package_imports_nothing(tmp_path: Path) -> None:
     result = run_python("-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['session_db', 'session_db.claude']"
+
+
+# The 34 hook events of Claude Code 2.1.33x, as its hooks reference lists them.
+CLAUDE_CODE_EVENTS = [
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "PermissionRequest",
+    "PermissionDenied",
+    "UserPromptSubmit",
+    "UserPromptExpansion",
+    "PreSkillShellCommand",
+    "SessionStart",
+    "SessionEnd",
+    "Setup",
+    "Stop",
+    "StopFailure",
+    "SubagentStart",
+    "SubagentStop",
+    "PreCompact",
+    "PostCompact",
+    "PreModelSwitch",
+    "PostModelSwitch",
+    "Notification",
+    "TeammateIdle",
+    "TaskCreated",
+    "TaskCompleted",
+    "Elicitation",
+    "ElicitationResult",
+    "ConfigChange",
+    "InstructionsLoaded",
+    "WorktreeCreate",
+    "WorktreeRemove",
+    "CwdChanged",
+    "FileChanged",
+    "DirectoryAdded",
+    "MessageDisplay",
+]
+
+
+def test_hook_events_name_every_event_of_claude_code_once() -> None:
+    assert len(CLAUDE_CODE_EVENTS) == 34
+    assert sorted(HOOK_EVENTS) == sorted(CLAUDE_CODE_EVENTS)
+
+
+def test_install_registers_every_event_but_worktree_create_which_replaces_claude_code(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "settings.json"
+
+    install_hooks(path, COMMAND)
+
+    installed = set(read_json(path)["hooks"])
+    assert installed == set(CLAUDE_CODE_EVENTS) - {"WorktreeCreate"}
+
+
+def test_install_registers_worktree_create_when_asked_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+
+    change = install_hooks(path, COMMAND, ["WorktreeCreate"])
+
+    assert change.added == ["WorktreeCreate"]
+    assert our_handlers(read_json(path), "WorktreeCreate")[0]["command"] == COMMAND

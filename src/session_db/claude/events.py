@@ -78,6 +78,7 @@ PROMOTED: tuple[tuple[str, str, int | None], ...] = (
     ("agent_type", "agent_type", 128),
     ("tool_name", "tool_name", 128),
     ("tool_use_id", "tool_use_id", 255),
+    ("mcp_server", "mcp_server", 255),
     ("prompt_id", "prompt_id", 255),
     ("permission_mode", "permission_mode", 64),
     ("cwd", "cwd", None),
@@ -224,6 +225,8 @@ def log_entry(event: HookEvent) -> AgentLogCreate:
         values[column] = text if text is None or length is None else text[:length]
     tool_input = event.payload.get("tool_input")
     values["tool_input"] = tool_input if isinstance(tool_input, dict) else None
+    if event.name == "PostCompact":  # the summary a compaction left behind
+        values["summary"] = event.text("compact_summary")
     try:
         return validate_agent_log(values)
     except RecursionError:
@@ -474,14 +477,29 @@ def _session_activity(
     at = event.received_at
     seen.cover(at)
     name = event.name
+    if title := event.text("session_title"):  # SessionStart, UserPromptSubmit: the CLI's name
+        seen.set_title = title[:500]
     if name == "SessionStart":
         seen.status = SessionStatus.ACTIVE
         if source := event.text("source"):
             seen.metadata["start_source"] = source
         if model := event.text("model"):
             seen.metadata["model"] = model
+    elif name in ("UserPromptSubmit", "Stop"):
+        # A new prompt or a turn that ended well: a session that had failed goes on.
+        seen.status = SessionStatus.ACTIVE
+    elif name == "StopFailure":
+        seen.status = SessionStatus.FAILED
+        seen.metadata["error"] = event.text("error") or "unknown"
+        if (details := event.payload.get("error_details")) is not None:
+            seen.metadata["error_details"] = details
+    elif name == "PostModelSwitch":
+        if model := event.text("to_model"):
+            seen.metadata["model"] = model
+        if previous := event.text("from_model"):
+            seen.metadata["previous_model"] = previous
     elif name in ("SessionEnd", "SubagentStop"):
-        seen.status = SessionStatus.COMPLETED
+        seen.ended = True
         seen.completed_at = at
         if reason := event.text("reason"):
             seen.metadata["end_reason"] = reason
@@ -490,30 +508,82 @@ def _session_activity(
 
 
 def _merge_tool_event(call: dict[str, Any], event: HookEvent) -> None:
-    """Fold one PreToolUse / PostToolUse / PostToolUseFailure into a call's state."""
+    """Fold one tool event (see TOOL_EVENTS) into a call's state."""
     name, at = event.name, event.received_at
-    tool_input = event.payload.get("tool_input")
-    if call.get("tool_name") is None:
-        call["tool_name"] = (event.text("tool_name") or "")[:128] or None
-    if call.get("tool_input") is None and isinstance(tool_input, dict):
-        call["tool_input"] = tool_input
+    _describe(call, event.payload, event.text("mcp_server"))
     if name == "PreToolUse":
         call["started_at"] = _earlier(call.get("started_at"), at)
+        if call.get("ended_at") is not None and call.get("duration_ms") is None:
+            call["duration_ms"] = elapsed_ms(call["started_at"], call["ended_at"])
+        return
+    call["ended_at"] = at
+    if name == "PostToolUse":
+        call["status"] = ToolCallStatus.SUCCEEDED
+        call["tool_response"] = event.payload.get("tool_response")
+    elif name == "PermissionDenied":
+        call["status"] = ToolCallStatus.DENIED
+        call["error"] = _as_text(event.payload.get("reason"))
     else:
-        call["ended_at"] = at
-        if name == "PostToolUse":
-            call["status"] = ToolCallStatus.SUCCEEDED
-            call["tool_response"] = event.payload.get("tool_response")
-        else:
-            call["status"] = ToolCallStatus.FAILED
-            error = event.payload.get("error")
-            call["error"] = error if isinstance(error, str) else json.dumps(error)
-            interrupt = event.payload.get("is_interrupt")
-            call["is_interrupt"] = interrupt if isinstance(interrupt, bool) else None
-    call["duration_ms"] = elapsed_ms(call.get("started_at"), call.get("ended_at"))
+        call["status"] = ToolCallStatus.FAILED
+        call["error"] = _as_text(event.payload.get("error"))
+        interrupt = event.payload.get("is_interrupt")
+        call["is_interrupt"] = interrupt if isinstance(interrupt, bool) else None
+    # The CLI's own measure of the execution when it sends one; arrival times otherwise.
+    reported = event.payload.get("duration_ms")
+    if isinstance(reported, int | float) and not isinstance(reported, bool) and reported >= 0:
+        call["duration_ms"] = round(reported)
+    else:
+        call["duration_ms"] = elapsed_ms(call.get("started_at"), at)
 
 
-TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
+def _describe(call: dict[str, Any], payload: dict[str, Any], mcp_server: str | None) -> None:
+    """Fill the call's tool name, input and MCP server from an event, where still unknown."""
+    tool_input = payload.get("tool_input")
+    if call.get("tool_name") is None:
+        name = payload.get("tool_name")
+        call["tool_name"] = name[:128] if isinstance(name, str) and name else None
+    if call.get("tool_input") is None and isinstance(tool_input, dict):
+        call["tool_input"] = tool_input
+    if call.get("mcp_server") is None and mcp_server:
+        call["mcp_server"] = mcp_server[:255]
+
+
+def _complete_from_batch(call: dict[str, Any], listed: dict[str, Any], at: datetime) -> None:
+    """Complete a call a PostToolBatch lists, unless its own outcome already arrived."""
+    _describe(call, listed, None)
+    if call.get("ended_at") is not None and call.get("status") != ToolCallStatus.RUNNING:
+        return
+    call["ended_at"] = at
+    call["status"] = ToolCallStatus.SUCCEEDED
+    if "tool_response" in listed:
+        call["tool_response"] = listed["tool_response"]
+    call["duration_ms"] = elapsed_ms(call.get("started_at"), at)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else jsoncodec.dumps(value)
+
+
+def _batch_calls(event: HookEvent) -> list[tuple[str, dict[str, Any]]]:
+    """(tool_use_id, entry) of each call a PostToolBatch lists with an id."""
+    listed = event.payload.get("tool_calls")
+    if event.name != "PostToolBatch" or not isinstance(listed, list):
+        return []
+    return [
+        (entry["tool_use_id"][:255], entry)
+        for entry in listed
+        if isinstance(entry, dict)
+        and isinstance(entry.get("tool_use_id"), str)
+        and entry["tool_use_id"]
+    ]
+
+
+# The events that start, end or complete a tool call.
+TOOL_EVENTS = frozenset(
+    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionDenied", "PostToolBatch"}
+)
 
 
 async def _pair_tool_calls(
@@ -529,18 +599,26 @@ async def _pair_tool_calls(
         (session_id, tool_use_id[:255])
         for event, session_id in events
         if (tool_use_id := event.text("tool_use_id")) is not None
-    }
+    } | {(session_id, key) for event, session_id in events for key, _ in _batch_calls(event)}
     stored = await find_tool_calls(db, keyed)
     calls: dict[tuple[uuid.UUID, str], dict[str, Any]] = {
         key: call.model_dump() for key, call in stored.items()
     }
     running: dict[uuid.UUID, list[dict[str, Any]]] = {}  # calls without a tool_use_id
-    if any(e.text("tool_use_id") is None and e.name != "PreToolUse" for e, _ in events):
+    if any(e.text("tool_use_id") is None and e.name in _OUTCOMES for e, _ in events):
         old = await list_running_unkeyed_tool_calls(db, {sid for _, sid in events})
         for call in old:
             running.setdefault(call.session_id, []).append(call.model_dump())
     by_event: dict[str, dict[str, Any]] = {}
     for event, session_id in events:
+        if event.name == "PostToolBatch":
+            for key, listed in _batch_calls(event):
+                call = calls.setdefault(
+                    (session_id, key),
+                    {"id": new_id(), "session_id": session_id, "tool_use_id": key},
+                )
+                _complete_from_batch(call, listed, event.received_at)
+            continue
         tool_use_id = event.text("tool_use_id")
         if tool_use_id is not None:
             key = (session_id, tool_use_id[:255])
@@ -554,10 +632,14 @@ async def _pair_tool_calls(
     return by_event
 
 
+# Events that end one call; without a tool_use_id they are paired by tool and input.
+_OUTCOMES = frozenset({"PostToolUse", "PostToolUseFailure", "PermissionDenied"})
+
+
 def _unkeyed_call(
     running: list[dict[str, Any]], event: HookEvent, session_id: uuid.UUID
 ) -> dict[str, Any]:
-    if event.name != "PreToolUse":
+    if event.name in _OUTCOMES:
         # Payloads from before `tool_use_id` existed: the oldest running call of the
         # same tool with the same input is the one this outcome ends.
         for index, call in enumerate(running):

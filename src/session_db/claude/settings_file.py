@@ -25,22 +25,51 @@ from typing import Any
 
 from session_db.errors import InvalidInputError
 
+# Every hook event of Claude Code 2.1.33x (REFERENCE.md §2), in its documentation's order.
 HOOK_EVENTS: tuple[str, ...] = (
-    "SessionStart",
-    "SessionEnd",
-    "UserPromptSubmit",
     "PreToolUse",
     "PostToolUse",
     "PostToolUseFailure",
+    "PostToolBatch",
     "PermissionRequest",
-    "Notification",
+    "PermissionDenied",
+    "UserPromptSubmit",
+    "UserPromptExpansion",
+    "PreSkillShellCommand",
+    "SessionStart",
+    "SessionEnd",
+    "Setup",
     "Stop",
+    "StopFailure",
     "SubagentStart",
     "SubagentStop",
     "PreCompact",
+    "PostCompact",
+    "PreModelSwitch",
+    "PostModelSwitch",
+    "Notification",
+    "TeammateIdle",
+    "TaskCreated",
+    "TaskCompleted",
+    "Elicitation",
+    "ElicitationResult",
+    "ConfigChange",
+    "InstructionsLoaded",
+    "WorktreeCreate",
+    "WorktreeRemove",
+    "CwdChanged",
+    "FileChanged",
+    "DirectoryAdded",
+    "MessageDisplay",
 )
+# A WorktreeCreate hook replaces Claude Code's own `git worktree add` and must print the
+# new worktree's path; a recorder there would break `claude --worktree`. It is installed
+# only when asked for by name.
+REPLACING_EVENTS: frozenset[str] = frozenset({"WorktreeCreate"})
+DEFAULT_EVENTS: tuple[str, ...] = tuple(e for e in HOOK_EVENTS if e not in REPLACING_EVENTS)
+# Events whose matcher is a tool name: ours matches every tool.
 TOOL_EVENTS: frozenset[str] = frozenset(
-    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest"}
+    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "PermissionDenied"}
 )
 
 _ENTITY = "claude_settings"
@@ -112,7 +141,7 @@ def is_our_command(command: str) -> bool:
 def install_hooks(
     path: Path,
     command: str,
-    events: Sequence[str] = HOOK_EVENTS,
+    events: Sequence[str] = DEFAULT_EVENTS,
     *,
     timeout_s: int = 10,
 ) -> SettingsChange:

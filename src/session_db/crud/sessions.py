@@ -127,8 +127,10 @@ class SessionActivity:
             `last_activity_at` and `ended_at` to cover it.
         touched_at: Activity below it (a subagent's event): moves `last_activity_at` only.
         status, completed_at: The last status the events set, and when it completed.
+        ended: The session ended (SessionEnd): it is completed, unless it had failed.
         metadata: Keys merged into `session_metadata`.
         name: Replaces the name. `title`: Set only where the session has none.
+        set_title: Replaces the title (the agent itself named the session).
     """
 
     first_at: datetime | None = None
@@ -136,9 +138,11 @@ class SessionActivity:
     touched_at: datetime | None = None
     status: SessionStatus | None = None
     completed_at: datetime | None = None
+    ended: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     title: str | None = None
+    set_title: str | None = None
 
     def cover(self, at: datetime) -> None:
         """Widen the span to include `at`."""
@@ -195,6 +199,9 @@ async def record_session_activity(
         started = _earliest(row.started_at, seen.first_at)
         ended = _latest(row.ended_at, seen.last_at)
         metadata = {**(row.session_metadata or {}), **seen.metadata}
+        status = SessionStatus(seen.status or row.status)
+        if seen.ended and status is not SessionStatus.FAILED:
+            status = SessionStatus.COMPLETED
         changes.append(
             {
                 "id": row.id,
@@ -202,11 +209,11 @@ async def record_session_activity(
                 "last_activity_at": _latest(row.last_activity_at, seen.last_at, seen.touched_at),
                 "ended_at": ended,
                 "duration_ms": elapsed_ms(started, ended),
-                "status": SessionStatus(seen.status or row.status).value,
+                "status": status.value,
                 "completed_at": seen.completed_at or row.completed_at,
                 "session_metadata": metadata,
                 "name": seen.name or row.name,
-                "title": row.title or seen.title,
+                "title": seen.set_title or row.title or seen.title,
                 "updated_at": now,
             }
         )

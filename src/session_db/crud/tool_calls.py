@@ -33,6 +33,7 @@ COLUMNS = (
     "session_id",
     "tool_use_id",
     "tool_name",
+    "mcp_server",
     "status",
     "tool_input",
     "tool_response",
@@ -126,6 +127,7 @@ async def save_tool_calls(db: AsyncSession, calls: Sequence[Mapping[str, Any]]) 
         done = new.status != ToolCallStatus.RUNNING.value
         update = {
             "tool_name": sa.func.coalesce(old.tool_name, new.tool_name),
+            "mcp_server": sa.func.coalesce(old.mcp_server, new.mcp_server),
             "tool_input": sa.func.coalesce(old.tool_input, new.tool_input),
             "started_at": sa.case(
                 (old.started_at.is_(None), new.started_at),
