@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.config import get_settings
 from session_db.errors import SessionDBError
+from session_db.files import create_private_file
 
 
 class BackupError(SessionDBError):
@@ -37,6 +38,7 @@ async def backup_database(engine: AsyncEngine) -> Path:
             raise BackupError("an in-memory SQLite database cannot be backed up")
         source = Path(url.database)
         target = source.with_name(f"{source.stem}.backup-{_stamp()}{source.suffix}")
+        create_private_file(target)  # private before the first byte of the copy lands
         await asyncio.to_thread(_sqlite_backup, source, target)
         return target
     pg_dump = shutil.which("pg_dump")
@@ -48,6 +50,7 @@ async def backup_database(engine: AsyncEngine) -> Path:
     folder = get_settings().resolved_data_dir() / "backups"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = folder / f"{url.database}-{_stamp()}.dump"
+    create_private_file(target)  # pg_dump truncates and writes it, keeping the mode
     environment = {**os.environ, "PGPASSWORD": url.password or ""} if url.password else None
     process = await asyncio.create_subprocess_exec(
         pg_dump,
@@ -73,4 +76,3 @@ async def backup_database(engine: AsyncEngine) -> Path:
 def _sqlite_backup(source: Path, target: Path) -> None:
     with sqlite3.connect(source) as origin, sqlite3.connect(target) as copy:
         origin.backup(copy)
-    target.chmod(0o600)

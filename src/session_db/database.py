@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db import jsoncodec
 from session_db.config import Settings, get_settings, parse_database_url
 from session_db.errors import ResetRefusedError
+from session_db.files import create_private_file
 
 _default_engine: AsyncEngine | None = None
 
@@ -52,7 +53,13 @@ def create_engine(
         db_url = parse_database_url(url)
 
     # JSON columns are written with orjson (see jsoncodec: same values, several times faster).
-    kwargs: dict[str, Any] = {"echo": settings.echo, "json_serializer": jsoncodec.dumps}
+    # hide_parameters: an error's text names the statement but not its values, which hold
+    # event payloads and prompts; logs and messages show it, so it must not carry them.
+    kwargs: dict[str, Any] = {
+        "echo": settings.echo,
+        "json_serializer": jsoncodec.dumps,
+        "hide_parameters": True,
+    }
     if poolclass is not None:
         kwargs["poolclass"] = poolclass
     if db_url.get_backend_name() == "sqlite":
@@ -74,13 +81,18 @@ def create_engine(
 
 
 def _ensure_sqlite_folder(url: URL) -> None:
-    """Create the SQLite file's folder, private to the user, unless the DB is in memory."""
+    """Create the SQLite file's folder (0700) and the file itself (0600) unless in memory.
+
+    SQLite gives its `-wal` and `-shm` files the database file's mode, so a file created
+    private keeps all three private whatever the umask.
+    """
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    folder = Path(database).expanduser().parent
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    path = Path(database).expanduser()
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    create_private_file(path)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

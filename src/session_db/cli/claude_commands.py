@@ -269,13 +269,12 @@ def _adopt_lock(directory: str, fd: int | None) -> FileLock | None:
 
 def _become_background_deliverer(directory: str) -> None:
     """Log to the spool folder and leave the project's folder (and its `.env`) behind."""
-    from logging.handlers import RotatingFileHandler
-
     from session_db.claude import spool
+    from session_db.files import PrivateRotatingFileHandler
 
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.chdir(directory)
-    handler = RotatingFileHandler(
+    handler = PrivateRotatingFileHandler(
         os.path.join(directory, spool.DELIVERER_LOG), maxBytes=1_000_000, backupCount=2
     )
     handler.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(message)s"))
