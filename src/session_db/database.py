@@ -23,6 +23,8 @@ from session_db.errors import ResetRefusedError
 from session_db.files import create_private_file
 
 _default_engine: AsyncEngine | None = None
+# The execution option that marks a read-only session's connection (see get_async_session).
+READ_ONLY_OPTION = "session_db_read_only"
 
 
 def create_engine(
@@ -34,7 +36,9 @@ def create_engine(
     """Build an async engine for the configured database (or `url`).
 
     SQLite connections get foreign keys on, WAL, a busy timeout, and `BEGIN IMMEDIATE`
-    transactions, so concurrent writers queue for the lock instead of failing.
+    transactions, so concurrent writers queue for the lock instead of failing; a
+    read-only session (`get_async_session(read_only=True)`) begins a deferred
+    transaction instead, a WAL snapshot that never waits for a writer.
 
     Args:
         settings: Settings to use; read from the environment when omitted.
@@ -116,7 +120,13 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then
         # writes can otherwise fail with "database is locked" when another writer wins.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work needs no lock at all: its deferred transaction reads a snapshot.
+        # query_only makes a write in read-only work fail, as READ ONLY does on PostgreSQL.
+        read_only = bool(connection.get_execution_options().get(READ_ONLY_OPTION))
+        if connection.info.get("query_only", False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            connection.info["query_only"] = read_only
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def _is_file_database(url: URL) -> bool:
@@ -149,20 +159,30 @@ def get_session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker
 
 
 @asynccontextmanager
-async def get_async_session(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSession]:
+async def get_async_session(
+    engine: AsyncEngine | None = None, *, read_only: bool = False
+) -> AsyncIterator[AsyncSession]:
     """Open a session that commits when the block exits cleanly and rolls back otherwise.
 
     This is the one place that commits: CRUD functions only flush.
 
     Args:
         engine: The engine to use; the default engine when omitted.
+        read_only: For work that only reads. On SQLite it takes no lock, so it never
+            waits for a writer (it reads the database as of its first statement); on
+            PostgreSQL the transaction is READ ONLY. A write in it fails.
     """
+    engine = engine or get_engine()
+    if read_only:
+        engine = engine.execution_options(**{READ_ONLY_OPTION: True, "postgresql_readonly": True})
     async with get_session_factory(engine)() as session:
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
+        # Read-only work commits too: it ends the snapshot and, unlike a rollback, keeps
+        # the objects read usable (expire_on_commit=False).
         await session.commit()
 
 

@@ -61,6 +61,10 @@ class DatabaseUnavailableError(DatabaseError):
     """The database could not be reached or dropped the connection; retrying may work."""
 
 
+class DatabaseBusyError(DatabaseUnavailableError):
+    """Another writer held SQLite's write lock past the busy timeout; retrying may work."""
+
+
 class DatabaseNotMigratedError(DatabaseUnavailableError):
     """The database is not at the newest migration yet; work waits until it is."""
 
@@ -128,6 +132,16 @@ def _transient_by_itself(error: BaseException) -> bool:
     # asyncpg's protocol left mid-operation by a connection the server killed: that
     # connection is unusable, a new one is not.
     return name == "InternalClientError" and "another operation" in str(error)
+
+
+_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """Return whether `error` is SQLite's "database is locked" after the busy timeout."""
+    orig = getattr(error, "orig", None) or error
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES
 
 
 # Constraint names follow the naming convention in session_db.models.base.

@@ -68,11 +68,33 @@ def main(argv: list[str] | None = None) -> int:
         print("session-db: interrupted", file=sys.stderr)
         return 130
     except (SessionDBError, OSError, ValueError) as error:
-        if state.verbose:
-            traceback.print_exc()
-        print(f"session-db: error: {_one_line(error)}", file=sys.stderr)
-        return 1
+        return _report(error)
+    except Exception as error:
+        database_error = _translated(error)
+        if database_error is None:
+            raise  # a bug of ours: the traceback is the report
+        return _report(database_error)
     return 0
+
+
+def _report(error: BaseException) -> int:
+    if state.verbose:
+        traceback.print_exc()
+    print(f"session-db: error: {_one_line(error)}", file=sys.stderr)
+    return 1
+
+
+def _translated(error: Exception) -> Exception | None:
+    """Our error for a database error that reached the top untranslated, else None."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    from session_db.crud import translate_database_error
+
+    if not isinstance(error, DBAPIError):
+        return None
+    return translate_database_error(error, "the command")
 
 
 def _one_line(error: BaseException) -> str:

@@ -105,7 +105,7 @@ async def _list_sessions(project, phase, status, session_type, since, limit):  #
     from session_db import crud
     from session_db.database import get_async_session
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         project_id = (await _find_project(db, project)).id if project else None
         return await crud.list_sessions(
             db,
@@ -200,7 +200,7 @@ async def _show(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db import crud
     from session_db.database import get_async_session
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         session = await find_session(db, slug_or_id)
         agents = await crud.list_agents(db, session_id=session.id)
         rollup = await crud.get_session_rollup(db, session.id)
@@ -249,7 +249,7 @@ async def _tree(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db import crud
     from session_db.database import get_async_session
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         session = await find_session(db, slug_or_id)
         tree = await crud.get_session_tree(db, session.id)
         rollups = {}
@@ -299,7 +299,7 @@ async def _tasks(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db import crud
     from session_db.database import get_async_session
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         session = await find_session(db, slug_or_id)
         tasks = sorted(await crud.list_tasks(db, session.id, limit=1000), key=_plan_order)
         ready = {t.id for t in await crud.list_ready_tasks(db, session.id)}
@@ -356,7 +356,7 @@ async def _threads(key: str):  # type: ignore[no-untyped-def]
     from session_db.database import get_async_session
     from session_db.errors import NotFoundError
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         try:
             thread = await crud.get_thread(db, uuid.UUID(key))
         except (ValueError, NotFoundError):
@@ -394,5 +394,5 @@ async def _cost(by: str, since: datetime | None, until: datetime | None):  # typ
     from session_db import crud
     from session_db.database import get_async_session
 
-    async with get_async_session() as db:
+    async with get_async_session(read_only=True) as db:
         return await crud.get_cost_breakdown(db, by, since=since, until=until)

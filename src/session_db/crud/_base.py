@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.errors import (
     ConflictError,
+    DatabaseBusyError,
     DatabaseError,
     DatabaseUnavailableError,
     InvalidInputError,
@@ -26,6 +27,7 @@ from session_db.errors import (
     SessionDBError,
     check_rule,
     describe_integrity_error,
+    is_sqlite_busy,
     is_transient,
 )
 from session_db.models import metadata
@@ -124,6 +126,12 @@ def translate_database_error(error: BaseException, entity: str) -> SessionDBErro
     Transient faults (see `errors.is_transient`) become `DatabaseUnavailableError`, so a
     caller retries the whole unit of work; the rest name what the database refused.
     """
+    if is_sqlite_busy(error):
+        return DatabaseBusyError(
+            f"the database is busy while working on {entity}: another process held the "
+            "SQLite write lock past the busy timeout (SESSION_DB_SQLITE_BUSY_TIMEOUT_MS); "
+            "try again"
+        )
     if is_transient(error):
         return DatabaseUnavailableError(
             f"database unavailable while working on {entity}: {_first_line(error)}"
