@@ -33,6 +33,7 @@ async def test_an_outcome_is_upserted_on_the_folder_path(db: AsyncSession) -> No
         file_fingerprint="1:2|-",
         content_hash="good",
         file_modified_at=modified,
+        warnings=["state.json: topic: Input should be a valid string (got 5); ignored"],
     )
     good = await crud.get_sync_state(db, project_id, FOLDER)
     assert good is not None and good.id == first
@@ -43,9 +44,10 @@ async def test_an_outcome_is_upserted_on_the_folder_path(db: AsyncSession) -> No
         "good",
     )
     assert good.file_modified_at == modified and synced_at is not None
+    assert good.warnings == ["state.json: topic: Input should be a valid string (got 5); ignored"]
 
-    # A broken file later: the status, message and fingerprint change; the session and the
-    # hash and times of the last good sync stay.
+    # A broken file later: the status, message, warnings and fingerprint change; the
+    # session and the hash and times of the last good sync stay.
     again = await crud.upsert_sync_state(
         db, FOLDER, project_id, "error", file_fingerprint="3:4|-", error_message="bad JSON"
     )
@@ -57,6 +59,7 @@ async def test_an_outcome_is_upserted_on_the_folder_path(db: AsyncSession) -> No
         "bad JSON",
         "3:4|-",
     )
+    assert broken.warnings == []
     assert (broken.session_id, broken.content_hash, broken.last_synced_at) == (
         session_id,
         "good",
@@ -98,7 +101,9 @@ async def test_missing_folders_are_marked_in_a_few_statements(
     project_id = await crud.upsert_project(db, ROOT)
     paths = [f"{ROOT}/agents/sessions/s{n:04}" for n in range(1010)]
     for path in paths:
-        await crud.upsert_sync_state(db, path, project_id, "synchronized", content_hash="h")
+        await crud.upsert_sync_state(
+            db, path, project_id, "synchronized", content_hash="h", warnings=["w"]
+        )
     updates = []
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
@@ -116,9 +121,11 @@ async def test_missing_folders_are_marked_in_a_few_statements(
     missing = await crud.list_sync_states(db, status="missing", limit=1000)
     assert [state.session_dir for state in missing] == gone[:1000]
     assert all(state.error_message == MISSING_MESSAGE for state in missing)
+    assert all(state.warnings == [] for state in missing)  # nothing left to read
     assert all(state.content_hash == "h" for state in missing)  # nothing else changed
     kept = await crud.list_sync_states(db, status=SyncStatus.SYNCHRONIZED)
     assert [state.session_dir for state in kept] == paths[:5]
+    assert all(state.warnings == ["w"] for state in kept)
 
 
 async def test_reads_filter_by_project_and_status(db: AsyncSession) -> None:
@@ -127,7 +134,9 @@ async def test_reads_filter_by_project_and_status(db: AsyncSession) -> None:
     await crud.upsert_sync_state(
         db, f"{ROOT}/agents/sessions/b", mine, "error", file_fingerprint="fb"
     )
-    await crud.upsert_sync_state(db, f"{ROOT}/agents/sessions/a", mine, "synchronized")
+    await crud.upsert_sync_state(
+        db, f"{ROOT}/agents/sessions/a", mine, "synchronized", warnings=["state.json: x"]
+    )
     await crud.upsert_sync_state(db, "/elsewhere/agents/sessions/c", other, "error")
 
     assert await crud.get_sync_state(db, mine, f"{ROOT}/agents/sessions/never") is None
@@ -149,8 +158,8 @@ async def test_reads_filter_by_project_and_status(db: AsyncSession) -> None:
         await crud.list_sync_states(db, limit=0)
 
     assert await crud.get_sync_fingerprints(db, ROOT) == {
-        f"{ROOT}/agents/sessions/a": (SyncStatus.SYNCHRONIZED, None),
-        f"{ROOT}/agents/sessions/b": (SyncStatus.ERROR, "fb"),
+        f"{ROOT}/agents/sessions/a": (SyncStatus.SYNCHRONIZED, None, ["state.json: x"]),
+        f"{ROOT}/agents/sessions/b": (SyncStatus.ERROR, "fb", []),
     }
     assert await crud.get_sync_fingerprints(db, "/no/such/project") == {}
 

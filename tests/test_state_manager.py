@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import run_python
 
-from session_db.sync.formats import STATE_V2_SCHEMA, FormatError, parse_state
-from session_db.sync.state_manager import StateError, StateManager
+from session_db.sync.formats import FormatError, parse_state
+from session_db.sync.state_manager import (
+    InvalidPhaseTransitionError,
+    SessionNotFoundError,
+    StateError,
+    StateManager,
+    StateValidationError,
+)
+
+SEED_MARKER = "Session state manifest v2 - programmatic updates only"  # REFERENCE.md §1
 
 
 @pytest.fixture
@@ -24,8 +32,15 @@ def folder(tmp_path: Path) -> Path:
 def test_create_writes_a_version_2_state_in_the_spec_phase(folder: Path) -> None:
     manager = StateManager.create(folder, topic="Demo", session_type="quick")
     on_disk = json.loads((folder / "state.json").read_text())
-    assert on_disk["$schema"] == STATE_V2_SCHEMA
+    assert on_disk["$schema"] == SEED_MARKER
     assert on_disk["session_id"] == folder.name
+    # The seeds' own default until the build is planned, and every history key present.
+    assert on_disk["build_progress"] == {
+        "checkpoints_total": None,
+        "checkpoints_completed": [],
+        "current_checkpoint": None,
+    }
+    assert len(on_disk["phase_history"]) == 8
     assert (on_disk["current_phase"], on_disk["status"]) == ("spec", "active")
     assert on_disk["phase_history"]["spec_started_at"] is not None
     assert parse_state(on_disk).session_type == "quick"
@@ -36,9 +51,11 @@ def test_create_writes_a_version_2_state_in_the_spec_phase(folder: Path) -> None
 
 def test_phases_move_forward_one_at_a_time_stamping_history(folder: Path) -> None:
     manager = StateManager.create(folder, topic="Demo")
-    with pytest.raises(StateError, match="the next phase is plan"):
+    with pytest.raises(InvalidPhaseTransitionError, match="the next phase is plan") as caught:
         manager.transition_to("build")
-    with pytest.raises(StateError, match="unknown phase"):
+    assert (caught.value.from_phase, caught.value.to_phase) == ("spec", "build")
+    assert isinstance(caught.value, StateError)
+    with pytest.raises(InvalidPhaseTransitionError, match="unknown phase"):
         manager.transition_to("shipping")
     for phase in ("plan", "build", "docs", "complete"):
         manager.transition_to(phase)
@@ -78,6 +95,11 @@ def test_build_progress(folder: Path) -> None:
         manager.start_checkpoint(1)
     manager.transition_to("plan")
     manager.transition_to("build")
+    with pytest.raises(StateError, match="not planned"):
+        manager.complete_checkpoint(1)
+    for not_an_id in ("1", 0, True, 1.0):
+        with pytest.raises(StateError, match="whole number from 1"):
+            manager.start_checkpoint(not_an_id)  # type: ignore[arg-type]
     manager.set_checkpoints_total(2)
     manager.start_checkpoint(1)
     assert manager.state["build_progress"]["current_checkpoint"] == 1
@@ -117,22 +139,37 @@ def test_record_agent_updates_the_entry_with_the_same_sdk_session_id(folder: Pat
 
 def test_a_version_1_state_is_upgraded_on_save_keeping_every_key(folder: Path) -> None:
     folder.mkdir(parents=True)
-    v1 = {
+    v1 = {  # REFERENCE.md §1: goals as an object, no created_at, decisions, questions
         "session_id": folder.name,
         "topic": "Old",
         "granularity": "coarse",
-        "goals": ["keep me"],
-        "phases": {"spec": {"status": "finalized", "finalized_at": "2026-01-02T00:00:00Z"}},
+        "goals": {"high_level": ["keep me"], "detailed": []},
+        "key_decisions": [{"title": "t", "rationale": "r", "date": "2026-01-01"}],
+        "open_questions": ["why?"],
+        "plan_state": None,
+        "prior_session": None,
+        "phases": {
+            "spec": {
+                "status": "finalized",
+                "started_at": "2026-01-01T09:00:00Z",
+                "finalized_at": "2026-01-02T00:00:00Z",
+            }
+        },
     }
     (folder / "state.json").write_text(json.dumps(v1))
     manager = StateManager(folder)
     assert manager.phase == "plan"
     manager.transition_to("build")
     saved = json.loads((folder / "state.json").read_text())
-    assert saved["$schema"] == STATE_V2_SCHEMA and saved["current_phase"] == "build"
-    assert saved["goals"] == ["keep me"] and saved["granularity"] == "coarse"
+    assert saved["$schema"] == SEED_MARKER and saved["current_phase"] == "build"
+    assert {key: saved[key] for key in v1 if key != "phases"} == {
+        key: value for key, value in v1.items() if key != "phases"
+    }
+    assert saved["phases"] == v1["phases"]
     assert saved["phase_history"]["spec_completed_at"] == "2026-01-02T00:00:00Z"
     assert saved["phase_history"]["plan_completed_at"] is not None
+    assert saved["created_at"] == "2026-01-01T09:00:00Z"  # the earliest time it records
+    assert "session_type" not in saved  # never null: the seeds' models refuse that
 
 
 def test_loading_a_broken_file_raises_format_error(folder: Path) -> None:
@@ -140,6 +177,16 @@ def test_loading_a_broken_file_raises_format_error(folder: Path) -> None:
     (folder / "state.json").write_text('{"$schema": "x", "session_id": ')
     with pytest.raises(FormatError, match="not valid JSON"):
         StateManager(folder).load()
+    (folder / "state.json").write_text(json.dumps({"$schema": "x", "session_id": "s"}))
+    with pytest.raises(StateValidationError, match="topic: Field required"):
+        StateManager(folder).load()  # the sync reads it; a manager could not save it
+
+
+def test_loading_a_folder_without_state_json_names_the_session(folder: Path) -> None:
+    with pytest.raises(SessionNotFoundError) as caught:
+        StateManager(folder).load()
+    assert (caught.value.session_id, caught.value.path) == (folder.name, str(folder / "state.json"))
+    assert isinstance(caught.value, FileNotFoundError)
 
 
 def test_the_callback_runs_after_every_save_and_cannot_break_it(

@@ -282,15 +282,21 @@ BAD_FILES = {
         "not valid JSON",
     ),
     "truncated": ("state.json", None, "error", "not valid JSON"),
-    "wrong-type": ("state.json", {"current_phase": 5}, "error", "current_phase"),
+    "no-identity": ("state.json", {"session_id": "  "}, "error", "no usable identity"),
+    "not-an-object": ("state.json", "[1, 2]", "unrecognised", "holds a JSON list"),
     "foreign": (
         "state.json",
         '{"name": "eslint-config", "rules": {}}',
         "unrecognised",
         "not a session state",
     ),
-    "plan-cycle": ("plan.json", "cycle", "error", "cycle"),
-    "plan-wrong-type": ("plan.json", '{"checkpoints": {"1": "x"}}', "error", "checkpoints"),
+    "plan-not-an-object": ("plan.json", '"a plan"', "error", "not a plan object"),
+    "infinity": (
+        "state.json",
+        '{"$schema": "x", "session_id": "p", "n": -Infinity}',
+        "error",
+        "-Infinity",
+    ),
     "not-utf8": ("state.json", b'{"$schema": "\xff"}', "error", "not UTF-8"),
 }
 
@@ -307,10 +313,6 @@ async def test_a_broken_file_is_recorded_and_the_last_good_rows_stay(
     whole = path.read_bytes()
     if content is None:
         data = whole[: len(whole) // 2]
-    elif content == "cycle":
-        plan = json.loads(json.dumps(PLAN))
-        plan["checkpoints"][0]["task_groups"][0]["tasks"][0]["depends_on"] = ["2.1.1"]
-        data = json.dumps(plan).encode()
     elif isinstance(content, dict):
         data = json.dumps({**json.loads(whole), **content}).encode()
     else:
@@ -327,8 +329,12 @@ async def test_a_broken_file_is_recorded_and_the_last_good_rows_stay(
             await db.exec(select(SyncState).where(SyncState.session_dir.endswith("parent")))
         ).one()
         assert (state.sync_status, message in state.error_message) == (status, True)
-    # Unchanged, the broken folder is not read again; repaired, it syncs again.
-    assert (await sync_project(project, engine=engine)).counts["unchanged"] == 3
+    # Unchanged, the broken folder is read again and still reported; repaired, it syncs.
+    again = await sync_project(project, engine=engine)
+    assert again.counts["unchanged"] == 2 and again.counts[status] == 1
+    assert [(r.session_dir.name, r.message) for r in again.problems] == [
+        ("parent", report.problems[0].message)
+    ]
     path.write_bytes(whole)
     repaired = await sync_project(project, engine=engine)
     assert [r.outcome for r in repaired.results if r.session_dir.name == "parent"] == [

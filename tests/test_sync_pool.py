@@ -188,9 +188,10 @@ def test_a_bad_url_fails_at_construction() -> None:
 
 def unreachable_url(db_url: URL, tmp_path: Path) -> str:
     if db_url.get_backend_name() == "sqlite":
-        blocker = tmp_path / "a-file"
-        blocker.write_text("not a folder")
-        return f"sqlite+aiosqlite:///{blocker}/db.sqlite"  # cannot be opened
+        # A folder where the file should be: the engine is made, every connection fails.
+        blocker = tmp_path / "a-folder.sqlite"
+        blocker.mkdir()
+        return f"sqlite+aiosqlite:///{blocker}"
     return db_url.set(port=closed_port()).render_as_string(hide_password=False)
 
 

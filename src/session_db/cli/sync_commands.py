@@ -1,11 +1,23 @@
-"""`session-db sync` (the project-open batch) and `session-db watch` (live, via the pool)."""
+"""`session-db sync` (the project-open batch) and `session-db watch` (live, via the pool).
 
+Both list every folder still in error with its reason, and every warning, on every run:
+a problem stays visible until the files are fixed. `sync` exits with `PROBLEMS_EXIT`
+while any folder is in error or not recognised.
+"""
+
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from session_db.cli.common import console, print_json, print_table, run
+from session_db.cli.common import console, print_json, run
+
+if TYPE_CHECKING:
+    from session_db.sync.mirror import ProjectSyncReport, SyncResult
+
+# 0: every folder synced; 1: the sync itself failed (see app.py); 2: a usage error.
+PROBLEMS_EXIT = 3
 
 ProjectArgument = Annotated[
     Path, typer.Argument(help="The project's root folder (it holds agents/sessions/).")
@@ -17,32 +29,60 @@ def sync(
     force: Annotated[bool, typer.Option("--force", help="Re-read every folder.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Mirror every session folder of a project into the database."""
+    """Mirror every session folder of a project into the database.
+
+    Exits with 3 while any folder is in error or not recognised (each is listed with its
+    reason, on every run, until it is fixed).
+    """
     report = run(_sync(project_root, force, show_progress=not json and console().is_terminal))
-    problems = [
-        {"session_dir": str(r.session_dir), "outcome": r.outcome.value, "message": r.message}
-        for r in report.problems
-    ]
     if json:
-        print_json(
-            {
-                "project_root": str(report.project_root),
-                "counts": report.counts,
-                "problems": problems,
-            }
+        print_json(_report_json(report))
+    else:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in report.counts.items() if n)
+        print(f"{report.project_root}: {len(report.results)} folders: {counts or 'none'}")
+        # One line per problem, then per warning, as `watch` prints them: whole reasons
+        # (a table would fold them), easy to grep.
+        for result in [*report.problems, *report.warnings]:
+            for line in _result_lines(result):
+                print(f"  {line}")
+    if report.problems:
+        count = len(report.problems)
+        print(
+            f"session-db: {count} folder{'s' if count > 1 else ''} not synced: "
+            + ", ".join(r.session_dir.name for r in report.problems),
+            file=sys.stderr,
         )
-        return
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in report.counts.items() if n)
-    print(f"{report.project_root}: {len(report.results)} folders: {counts or 'none'}")
-    if problems:
-        print_table(
-            "Problems",
-            ["folder", "outcome", "reason"],
-            [(Path(p["session_dir"]).name, p["outcome"], p["message"]) for p in problems],
-        )
+        raise typer.Exit(PROBLEMS_EXIT)
 
 
-async def _sync(project_root: Path, force: bool, *, show_progress: bool):  # type: ignore[no-untyped-def]
+def _report_json(report: "ProjectSyncReport") -> dict[str, Any]:
+    return {
+        "project_root": str(report.project_root),
+        "counts": report.counts,
+        "problems": [
+            {"session_dir": str(r.session_dir), "outcome": r.outcome.value, "message": r.message}
+            for r in report.problems
+        ],
+        "warnings": [
+            {"session_dir": str(r.session_dir), "warnings": list(r.warnings)}
+            for r in report.warnings
+        ],
+    }
+
+
+_PROBLEMS = ("error", "unrecognised")
+
+
+def _result_lines(result: "SyncResult") -> list[str]:
+    """What to say about one folder's sync: its problem, or its warnings."""
+    name = result.session_dir.name
+    lines = [f"{name}: warning: {warning}" for warning in result.warnings]
+    if result.outcome.value in _PROBLEMS:
+        lines.insert(0, f"{name}: {result.outcome.value}: {result.message}")
+    return lines
+
+
+async def _sync(project_root: Path, force: bool, *, show_progress: bool) -> "ProjectSyncReport":
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from session_db.database import init_db
@@ -61,7 +101,7 @@ async def _sync(project_root: Path, force: bool, *, show_progress: bool):  # typ
     ) as progress:
         task = progress.add_task("", total=None)
 
-        def advance(result, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        def advance(result: "SyncResult", done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, description=result.session_dir.name)
 
         return await sync_project(project_root, force=force, on_progress=advance)
@@ -73,7 +113,11 @@ def watch(
         float, typer.Option(help="Seconds a folder waits after a change before its sync.")
     ] = 0.25,
 ) -> None:
-    """Sync the project, then sync each session folder that changes, until Ctrl-C."""
+    """Sync the project, then sync each session folder that changes, until Ctrl-C.
+
+    Every folder in error is listed with its reason after the first sync and after each
+    sync of it; a folder that is fixed is said to be.
+    """
     import watchfiles
 
     from session_db.sync import SyncPool
@@ -82,7 +126,19 @@ def watch(
     root = resolve_project_root(project_root)
     base = sessions_dir(root)
     base.mkdir(parents=True, exist_ok=True)
-    pool = SyncPool(project_root=root, delay=delay)
+    broken: set[Path] = set()  # written by the first sync, then by the pool's thread only
+
+    def tell(result: "SyncResult") -> None:
+        lines = _result_lines(result)
+        if result.outcome.value in _PROBLEMS:
+            broken.add(result.session_dir)
+        elif result.session_dir in broken:
+            broken.discard(result.session_dir)
+            lines.insert(0, f"{result.session_dir.name}: fixed ({result.outcome.value})")
+        for line in lines:
+            print(line, flush=True)
+
+    pool = SyncPool(project_root=root, delay=delay, on_result=tell)
     watching = False
     try:
         # The first (empty) batch arrives once the watcher is live; the full sync runs
@@ -93,10 +149,14 @@ def watch(
             if not watching:
                 watching = True
                 report = run(_sync(root, False, show_progress=False))
+                problems = f", {len(report.problems)} in error" if report.problems else ""
                 print(
-                    f"watching {base} ({len(report.results)} folders synced); Ctrl-C stops",
+                    f"watching {base} ({len(report.results)} folders synced{problems}); "
+                    "Ctrl-C stops",
                     flush=True,
                 )
+                for result in report.results:
+                    tell(result)
             for folder in {_session_folder(base, Path(path)) for _, path in changes} - {None}:
                 pool.submit(folder)
     except KeyboardInterrupt:

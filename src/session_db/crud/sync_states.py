@@ -8,9 +8,9 @@ folders whose files did not change.
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import col, select, update
@@ -68,15 +68,17 @@ async def upsert_sync_state(
     session_id: uuid.UUID | None = None,
     file_fingerprint: str | None = None,
     error_message: str | None = None,
+    warnings: Sequence[str] = (),
     content_hash: str | None = None,
     file_modified_at: datetime | None = None,
 ) -> uuid.UUID:
     """Record the outcome of one sync of a folder, in one upsert on its path; return the row id.
 
-    Every call stamps `last_attempted_at` and replaces the status, the message and the
-    fingerprint. A `session_id` of None keeps the one stored. A `content_hash` marks a
-    good sync and also sets `last_synced_at` and `file_modified_at`; without one, the
-    hash of the last good sync stays, so files put back as they were need no new mirror.
+    Every call stamps `last_attempted_at` and replaces the status, the message, the
+    warnings and the fingerprint. A `session_id` of None keeps the one stored. A
+    `content_hash` marks a good sync and also sets `last_synced_at` and
+    `file_modified_at`; without one, the hash of the last good sync stays, so files put
+    back as they were need no new mirror.
 
     Raises:
         InvalidInputError: The status is not a SyncStatus, a text is too long, or
@@ -89,6 +91,7 @@ async def upsert_sync_state(
         "sync_status": enum_filter(SyncStatus, status, ENTITY, "sync_status"),
         "last_attempted_at": now,
         "error_message": error_message,
+        "warnings": list(warnings),
         "file_fingerprint": _checked_length("file_fingerprint", file_fingerprint),
         "updated_at": now,
     }
@@ -114,7 +117,8 @@ async def mark_sync_states_missing(
 ) -> int:
     """Mark these folders' states missing, a few set-based updates in all; return how many.
 
-    The session and everything else a state refers to stay as they are.
+    Their warnings go (there is nothing left to read); the session and everything else
+    a state refers to stay as they are.
     """
     paths = sorted({str(path) for path in session_dirs})
     now = utcnow()
@@ -127,6 +131,7 @@ async def mark_sync_states_missing(
             .values(
                 sync_status=SyncStatus.MISSING,
                 error_message=message,
+                warnings=[],
                 last_attempted_at=now,
                 updated_at=now,
             )
@@ -165,18 +170,32 @@ async def list_sync_states(
     return list((await db.exec(paginate(statement, limit, offset))).all())
 
 
+class SyncMark(NamedTuple):
+    """What a project sync needs of a folder's state before it reads the folder."""
+
+    status: SyncStatus
+    fingerprint: str | None
+    warnings: list[str]
+
+
 @translating_errors(ENTITY)
-async def get_sync_fingerprints(
-    db: AsyncSession, root_path: str
-) -> dict[str, tuple[SyncStatus, str | None]]:
-    """Return {folder path: (status, fingerprint)} of every folder of a project, in one query.
+async def get_sync_fingerprints(db: AsyncSession, root_path: str) -> dict[str, SyncMark]:
+    """Return {folder path: (status, fingerprint, warnings)} of a project's folders, in one query.
 
     The sync compares these with the files before reading any, so re-opening a project
-    whose folders did not change costs this one query.
+    whose folders did not change costs this one query (and still reports their warnings).
     """
     rows = await db.exec(
-        select(SyncState.session_dir, SyncState.sync_status, SyncState.file_fingerprint)
+        select(
+            SyncState.session_dir,
+            SyncState.sync_status,
+            SyncState.file_fingerprint,
+            SyncState.warnings,
+        )
         .join(Project, col(SyncState.project_id) == Project.id)
         .where(Project.root_path == root_path)
     )
-    return {path: (SyncStatus(status), marks) for path, status, marks in rows.all()}
+    return {
+        path: SyncMark(SyncStatus(status), marks, list(warnings or []))
+        for path, status, marks, warnings in rows.all()
+    }

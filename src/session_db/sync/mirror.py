@@ -2,7 +2,9 @@
 
 `sync_session()` mirrors one folder inside the caller's transaction (it only flushes);
 `sync_project()` mirrors every folder of a project, in batches of folders per transaction,
-and skips the folders whose files did not change since their last sync without reading them.
+and skips the folders whose files did not change since their last good sync without
+reading them. A folder in error is read again every time, so its report is always the
+current one and it syncs as soon as it can be read.
 
 Every write is an upsert on a natural key (the project's root path, the session's slug,
 a plan item's id, an agent's SDK session id), so running a sync twice changes nothing,
@@ -32,6 +34,7 @@ from session_db.crud.agents import upsert_agents
 from session_db.crud.relationships import link_sessions
 from session_db.crud.sessions import ensure_session, upsert_session_by_slug
 from session_db.crud.sync_states import (
+    SyncMark,
     claim_project_for_sync,
     get_sync_fingerprints,
     get_sync_state,
@@ -69,7 +72,7 @@ from session_db.sync.formats import (
     STATE_FILE,
     FormatError,
     Plan,
-    SessionState,
+    StateSummary,
     Status,
     UnrecognisedFileError,
     load_json,
@@ -87,31 +90,42 @@ R = TypeVar("R")
 _AGENT_NAMESPACE = uuid.UUID("5d0c2b0e-6f4e-4d55-9a51-2f6b1f0f6a11")
 
 _SESSION_STATUS = {
-    Status.ACTIVE: SessionStatus.ACTIVE,
-    Status.PAUSED: SessionStatus.PAUSED,
-    Status.COMPLETE: SessionStatus.COMPLETED,
-    Status.FAILED: SessionStatus.FAILED,
+    Status.active: SessionStatus.ACTIVE,
+    Status.paused: SessionStatus.PAUSED,
+    Status.complete: SessionStatus.COMPLETED,
+    Status.failed: SessionStatus.FAILED,
 }
+# What a folder's content can make the mirror raise besides the CRUD layer's own errors:
+# a value the driver cannot bind (an integer too large for SQLite), one too deeply
+# nested to serialise, one of a type no column takes. Each is that folder's error.
+_FOLDER_FAULTS = (SessionDBError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class SyncOutcome(StrEnum):
     """What a sync of one folder did."""
 
     SYNCHRONIZED = "synchronized"  # the database now mirrors the files
-    UNCHANGED = "unchanged"  # the files had not changed; nothing was written
-    ERROR = "error"  # a file is broken; the rows of the last good sync stay
+    UNCHANGED = "unchanged"  # the files had not changed since their last good sync
+    ERROR = "error"  # a file cannot be used (still); the rows of the last good sync stay
     UNRECOGNISED = "unrecognised"  # state.json is another tool's file
     MISSING = "missing"  # the folder is gone; its rows stay
 
 
 @dataclass(frozen=True)
 class SyncResult:
-    """The outcome of syncing one session folder."""
+    """The outcome of syncing one session folder.
+
+    Attributes:
+        message: Why the folder is in error, unrecognised or missing.
+        warnings: The values the sync could not use and ignored, one line each (the
+            rest of the folder synced); an unchanged folder still reports them.
+    """
 
     session_dir: Path
     outcome: SyncOutcome
     session_id: uuid.UUID | None = None
     message: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,12 +146,17 @@ class ProjectSyncReport:
 
     @property
     def problems(self) -> list[SyncResult]:
-        """The folders that ended in error or were not recognised."""
+        """The folders in error or not recognised, changed since the last sync or not."""
         return [
             result
             for result in self.results
             if result.outcome in (SyncOutcome.ERROR, SyncOutcome.UNRECOGNISED)
         ]
+
+    @property
+    def warnings(self) -> list[SyncResult]:
+        """The folders that synced with values the sync could not use."""
+        return [result for result in self.results if result.warnings]
 
 
 ProgressCallback = Callable[[SyncResult, int, int], object]
@@ -228,7 +247,9 @@ async def _sync_folder(
         and known is not None
         and _unchanged(known.sync_status, known.file_fingerprint, marks)
     ):
-        return SyncResult(folder, SyncOutcome.UNCHANGED, known.session_id)
+        return SyncResult(
+            folder, SyncOutcome.UNCHANGED, known.session_id, warnings=tuple(known.warnings)
+        )
     try:
         content = read_folder(root, folder)
     except PathEscapeError as error:
@@ -236,6 +257,16 @@ async def _sync_folder(
     except OSError as error:
         return await _record(
             db, folder, project_id, SyncOutcome.ERROR, message=f"cannot read: {error}"
+        )
+    try:
+        files = _parse(content)
+    except UnrecognisedFileError as error:
+        return await _record(
+            db, folder, project_id, SyncOutcome.UNRECOGNISED, marks=marks, message=str(error)
+        )
+    except FormatError as error:
+        return await _record(
+            db, folder, project_id, SyncOutcome.ERROR, marks=marks, message=str(error)
         )
     if (
         not force
@@ -252,28 +283,19 @@ async def _sync_folder(
             session_id=known.session_id,
             content=content,
             marks=marks,
+            warnings=files.warnings,
         )
-        return SyncResult(folder, SyncOutcome.UNCHANGED, known.session_id)
-    try:
-        state, plan = _parse(content)
-    except UnrecognisedFileError as error:
-        return await _record(
-            db, folder, project_id, SyncOutcome.UNRECOGNISED, marks=marks, message=str(error)
-        )
-    except FormatError as error:
-        return await _record(
-            db, folder, project_id, SyncOutcome.ERROR, marks=marks, message=str(error)
-        )
+        return SyncResult(folder, SyncOutcome.UNCHANGED, known.session_id, warnings=files.warnings)
     try:
         async with db.begin_nested():
-            session_id = await _mirror(db, project_id, root, folder, state, plan)
-    except (SessionDBError, ValueError) as error:
+            session_id = await _mirror(db, project_id, root, folder, files)
+    except _FOLDER_FAULTS as error:
         if is_transient(error):
             raise  # the connection, not the folder: the caller retries the whole transaction
         # The database refused the files' content (a slug another project owns, a text
-        # too long): nothing of this sync stays. The fingerprint is not stored, so the
-        # next sync tries again.
-        return await _record(db, folder, project_id, SyncOutcome.ERROR, message=str(error))
+        # too long, a number too large): nothing of this sync stays, and the next sync
+        # tries again.
+        return await _record(db, folder, project_id, SyncOutcome.ERROR, message=_reason(error))
     return await _record(
         db,
         folder,
@@ -282,6 +304,7 @@ async def _sync_folder(
         session_id=session_id,
         content=content,
         marks=marks,
+        warnings=files.warnings,
     )
 
 
@@ -296,8 +319,9 @@ async def sync_project(
 ) -> ProjectSyncReport:
     """Mirror every session folder of a project: the batch sync when a project is opened.
 
-    Folders whose files kept their size and modification time since the last sync are
-    skipped without being read. The others are synced `batch_size` to a transaction, each
+    Folders whose files kept their size and modification time since their last good
+    sync are skipped without being read (their warnings are still reported). The others,
+    and every folder still in error, are synced `batch_size` to a transaction, each
     in its own savepoint, so one bad folder never holds the others back. Folders synced
     before and now gone are marked missing. A transient fault (a dropped connection, a
     deadlock, a busy SQLite file) runs its whole transaction again; a permanent one
@@ -326,7 +350,7 @@ async def sync_project(
     async def retrying(work: Callable[[], Awaitable[R]], what: str) -> R:
         return await retry_transient(_translating(work), attempts=attempts, what=what)
 
-    async def read_known() -> dict[str, tuple[SyncStatus, str | None]]:
+    async def read_known() -> dict[str, SyncMark]:
         async with get_async_session(engine) as db:
             return await get_sync_fingerprints(db, str(root))
 
@@ -341,8 +365,12 @@ async def sync_project(
     changed = []
     for folder in folders:
         previous = known.get(str(folder))
-        if not force and previous is not None and _unchanged(*previous, fingerprint(folder)):
-            progress(SyncResult(folder, SyncOutcome.UNCHANGED))
+        if (
+            not force
+            and previous is not None
+            and _unchanged(previous.status, previous.fingerprint, fingerprint(folder))
+        ):
+            progress(SyncResult(folder, SyncOutcome.UNCHANGED, warnings=tuple(previous.warnings)))
         else:
             changed.append(folder)
 
@@ -363,8 +391,8 @@ async def sync_project(
     present = {str(folder) for folder in folders}
     gone = [
         path
-        for path, (status, _) in known.items()
-        if path not in present and status != SyncStatus.MISSING
+        for path, mark in known.items()
+        if path not in present and mark.status != SyncStatus.MISSING
     ]
     if gone:
 
@@ -392,28 +420,49 @@ async def _sync_listed_folder(
     try:
         async with db.begin_nested():
             return await _sync_folder(db, root, project_id, folder, force)
-    except SessionDBError as error:
+    except _FOLDER_FAULTS as error:
         if is_transient(error):
             raise
         logger.warning("sync of %s: error: %s", folder, error)
-        return SyncResult(folder, SyncOutcome.ERROR, message=str(error))
+        return SyncResult(folder, SyncOutcome.ERROR, message=_reason(error))
 
 
 def _unchanged(status: SyncStatus | None, stored: str | None, current: str) -> bool:
-    """True when the folder's files look as they did at a sync that read them."""
-    return stored == current and status in (
-        SyncStatus.SYNCHRONIZED,
-        SyncStatus.ERROR,
-        SyncStatus.UNRECOGNISED,
-    )
+    """True when the folder's files look as they did at its last good sync."""
+    return stored == current and status == SyncStatus.SYNCHRONIZED
 
 
-def _parse(content: FolderContent) -> tuple[SessionState, Plan | None]:
+def _reason(error: BaseException) -> str:
+    """One clear line saying why the database could not take a folder's content."""
+    if isinstance(error, RecursionError):
+        return "a value is nested too deeply to store"
+    if isinstance(error, OverflowError):
+        return f"a number is too large for the database to store ({error})"
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+@dataclass(frozen=True)
+class _Files:
+    """A folder's files as read: the state, the plan (if any), what could not be used."""
+
+    state: StateSummary
+    plan: Plan | None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (*self.state.warnings, *(self.plan.warnings if self.plan else ()))
+
+
+def _parse(content: FolderContent) -> _Files:
     if content.state is None:
         raise UnrecognisedFileError(f"the folder has no {STATE_FILE}")
-    state = parse_state(load_json(content.state, STATE_FILE))
-    plan = parse_plan(load_json(content.plan, PLAN_FILE)) if content.plan is not None else None
-    return state, plan
+    try:
+        state = parse_state(load_json(content.state, STATE_FILE))
+        plan = parse_plan(load_json(content.plan, PLAN_FILE)) if content.plan is not None else None
+    except RecursionError:  # load_json bounds the depth; this is the last line of defence
+        raise FormatError("a file is nested too deeply to read") from None
+    return _Files(state, plan)
 
 
 async def _record(
@@ -426,6 +475,7 @@ async def _record(
     content: FolderContent | None = None,
     marks: str | None = None,
     message: str | None = None,
+    warnings: tuple[str, ...] = (),
 ) -> SyncResult:
     """Upsert the folder's sync state with this outcome and return it as a result.
 
@@ -440,12 +490,15 @@ async def _record(
         session_id=session_id,
         file_fingerprint=marks,
         error_message=message,
+        warnings=warnings,
         content_hash=content.content_hash if content is not None else None,
         file_modified_at=_modified_at(folder) if content is not None else None,
     )
     if outcome in (SyncOutcome.ERROR, SyncOutcome.UNRECOGNISED):
         logger.warning("sync of %s: %s: %s", folder, outcome.value, message)
-    return SyncResult(folder, outcome, session_id, message)
+    for warning in warnings:
+        logger.info("sync of %s: warning: %s", folder, warning)
+    return SyncResult(folder, outcome, session_id, message, warnings)
 
 
 def _modified_at(folder: Path) -> datetime | None:
@@ -463,25 +516,23 @@ async def _mirror(
     project_id: uuid.UUID,
     root: Path,
     folder: Path,
-    state: SessionState,
-    plan: Plan | None,
+    files: _Files,
 ) -> uuid.UUID:
-    session_id = await _upsert_session(db, project_id, root, folder, state)
-    await _upsert_agents(db, session_id, state)
-    await _link(db, project_id, session_id, state)
-    await mirror_plan(db, session_id, plan)
+    session_id = await _upsert_session(db, project_id, root, folder, files.state)
+    await _upsert_agents(db, session_id, files.state)
+    await _link(db, project_id, session_id, files.state)
+    await mirror_plan(db, session_id, files.plan)
     return session_id
 
 
 def _session_values(
-    project_id: uuid.UUID, root: Path, folder: Path, state: SessionState
+    project_id: uuid.UUID, root: Path, folder: Path, state: StateSummary
 ) -> dict[str, Any]:
     ended_at = None
-    if state.status is Status.COMPLETE:
+    if state.status is Status.complete:
         ended_at = state.phase_history.get("docs_completed_at") or state.updated_at
-    elif state.status is Status.FAILED:
+    elif state.status is Status.failed:
         ended_at = state.updated_at
-    git = state.raw.get("git") if isinstance(state.raw.get("git"), dict) else {}
     started_at = state.created_at
     return {
         "session_slug": folder.name,
@@ -491,7 +542,7 @@ def _session_values(
         "session_type": state.session_type,
         "phase": SessionPhase(state.phase.value),
         "status": _SESSION_STATUS[state.status],
-        "working_dir": (git or {}).get("worktree") or str(root),
+        "working_dir": state.worktree or str(root),
         "started_at": started_at,
         "ended_at": ended_at,
         "duration_ms": (
@@ -499,7 +550,7 @@ def _session_values(
             if ended_at and started_at and ended_at >= started_at
             else None
         ),
-        "completed_at": ended_at if state.status is Status.COMPLETE else None,
+        "completed_at": ended_at if state.status is Status.complete else None,
         "last_activity_at": state.updated_at,
         # A file that lists more checkpoints done than planned raises the total: the
         # list of ids done is the firmer fact.
@@ -514,7 +565,7 @@ def _session_values(
 
 
 async def _upsert_session(
-    db: AsyncSession, project_id: uuid.UUID, root: Path, folder: Path, state: SessionState
+    db: AsyncSession, project_id: uuid.UUID, root: Path, folder: Path, state: StateSummary
 ) -> uuid.UUID:
     try:
         return await upsert_session_by_slug(db, _session_values(project_id, root, folder, state))
@@ -522,7 +573,7 @@ async def _upsert_session(
         raise ConflictError("session", "session_slug", f"{error}; rename the folder") from None
 
 
-async def _upsert_agents(db: AsyncSession, session_id: uuid.UUID, state: SessionState) -> None:
+async def _upsert_agents(db: AsyncSession, session_id: uuid.UUID, state: StateSummary) -> None:
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for position, record in enumerate(state.agents):
         key = record.sdk_session_id or f"{record.agent_type}#{position}"
@@ -545,7 +596,7 @@ async def _upsert_agents(db: AsyncSession, session_id: uuid.UUID, state: Session
 
 
 async def _link(
-    db: AsyncSession, project_id: uuid.UUID, session_id: uuid.UUID, state: SessionState
+    db: AsyncSession, project_id: uuid.UUID, session_id: uuid.UUID, state: StateSummary
 ) -> None:
     """Link the session to the sessions its state names, creating placeholders for them.
 

@@ -1,8 +1,10 @@
 """plan.json mirrored into a session's task groups, tasks and dependencies.
 
-Checkpoints become top-level task groups, their task groups nested groups, their tasks
-tasks; every row keeps its plan id in `plan_ref`, the key the upserts use. Rows a caller
-created without a plan id are never touched.
+Checkpoints become top-level task groups, their task groups (or an older plan's
+tranches) nested groups, their tasks tasks; every row keeps its plan id in `plan_ref`,
+the key the upserts use, and the plan's other keys (`actions` or `action`, `subtasks`,
+`file_path`, ...) in its metadata, as they are. Rows a caller created without a plan id
+are never touched.
 """
 
 import uuid
@@ -46,9 +48,13 @@ _TASK_STATUS = {
 async def mirror_plan(db: AsyncSession, session_id: uuid.UUID, plan: Plan | None) -> None:
     """Make the session's plan-derived groups, tasks and dependencies match plan.json.
 
-    Groups and tasks a caller created without a plan id are left alone.
+    Groups and tasks a caller created without a plan id are left alone. A plan whose
+    checkpoints could not be read (`plan.checkpoints` is None) changes nothing: the rows
+    of its last good reading stay.
     """
-    checkpoints = plan.checkpoints if plan else []
+    if plan is not None and plan.checkpoints is None:
+        return
+    checkpoints = (plan.checkpoints or []) if plan else []
     group_ids: dict[str, uuid.UUID] = {}
     if checkpoints:
         group_ids |= await upsert_plan_task_groups(
@@ -57,32 +63,32 @@ async def mirror_plan(db: AsyncSession, session_id: uuid.UUID, plan: Plan | None
             [
                 _group_row(
                     session_id,
-                    str(cp.id),
+                    cp.id,
                     cp.title,
                     cp.goal,
                     0,
                     index,
                     None,
                     cp,
-                    exclude={"id", "title", "goal", "task_groups"},
+                    exclude={"id", "title", "goal", "task_groups", "tranches"},
                 )
                 for index, cp in enumerate(checkpoints)
             ],
         )
         rows = []
         for cp in checkpoints:
-            for group in cp.task_groups:
+            for group in cp.groups:
                 rows.append(
                     _group_row(
                         session_id,
                         group.id,
                         group.title,
-                        group.objective,
+                        group.objective or group.goal,
                         1,
                         len(rows),
-                        group_ids[str(cp.id)],
+                        group_ids[cp.id],
                         group,
-                        exclude={"id", "title", "objective", "tasks"},
+                        exclude={"id", "title", "objective", "goal", "tasks"},
                         checkpoint=cp.id,
                     )
                 )
@@ -144,7 +150,7 @@ async def _upsert_tasks(
                 "session_id": session_id,
                 "group_id": group_ids[group.id],
                 "plan_ref": task.id,
-                "title": task.title,
+                "title": task.title or task.id,  # the id names a task without a title
                 "description": task.description,
                 "status": status,
                 "progress_percentage": 100.0 if status in DONE else 0.0,

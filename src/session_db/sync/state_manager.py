@@ -1,5 +1,8 @@
 """StateManager: reads and writes one session's `state.json`, the source of truth.
 
+It works on the document as a dict, and checks every save against `SessionState`, the
+seeds' own model of the file, so the seeds' system reads what it writes.
+
 It knows nothing about databases (seed 003): after every save it calls the injected
 `on_save_callback(session_dir)`, and whoever injected it (a SyncPool, usually) mirrors
 the folder into the database in the background.
@@ -16,24 +19,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError
+
 from session_db.sync.formats import (
     PHASES,
     STATE_FILE,
-    STATE_V2_SCHEMA,
+    AgentRecord,
     FormatError,
-    Phase,
-    SessionState,
-    StateV2,
-    Status,
+    Slug,
+    StateSummary,
     load_json,
     parse_state,
+)
+from session_db.sync.state_models import (
+    STATE_V2_SCHEMA,
+    Phase,
+    SessionState,
+    Status,
 )
 
 logger = logging.getLogger(__name__)
 
 OnSave = Callable[[Path], object]
+SaveCallback = OnSave  # the seeds' name for it
 
-_PHASE_ORDER = [*PHASES, Phase.COMPLETE.value]
+_PHASE_ORDER = [*PHASES, Phase.complete.value]
 _SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 
 
@@ -41,8 +51,77 @@ class StateError(ValueError):
     """A state change the workflow does not allow (a backward transition, say)."""
 
 
+class InvalidPhaseTransitionError(StateError):
+    """A phase change that is not one step forward (spec → plan → build → docs → complete)."""
+
+    def __init__(self, from_phase: str, to_phase: str) -> None:
+        """Name the phase the session is in and the one asked for."""
+        self.from_phase = from_phase
+        self.to_phase = to_phase
+        position = _PHASE_ORDER.index(from_phase) if from_phase in _PHASE_ORDER else None
+        following = (
+            _PHASE_ORDER[position + 1]
+            if position is not None and position + 1 < len(_PHASE_ORDER)
+            else None
+        )
+        if to_phase not in _PHASE_ORDER:
+            why = f"unknown phase; phases are {', '.join(_PHASE_ORDER)}"
+        elif following is None:
+            why = "it is complete"
+        else:
+            why = f"the next phase is {following}"
+        super().__init__(f"cannot move from {from_phase} to {to_phase}: {why}")
+
+
+class SessionNotFoundError(FileNotFoundError):
+    """The session folder has no `state.json`."""
+
+    def __init__(self, session_id: str, path: str) -> None:
+        """Name the session (its folder name) and the file looked for."""
+        self.session_id = session_id
+        self.path = path
+        super().__init__(f"session {session_id} has no {STATE_FILE} ({path})")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StateValidationError(FormatError):
+    """A `state.json` that is not a valid session state, or a change that would make one."""
+
+
+class ManagedState(SessionState):
+    """What StateManager checks before every save: the seeds' state and this package's keys."""
+
+    parent_session: Slug | None = None
+    prior_session: Slug | None = None
+    agents: list[AgentRecord] = Field(default_factory=list)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}" if where else f"{first['msg']}{more}"
+
+
+def _notify(callback: OnSave | None, session_dir: Path) -> None:
+    if callback is None:
+        return
+    try:
+        callback(session_dir)
+    except Exception:
+        # The file is the truth and it is saved; a sync that cannot be queued now
+        # is caught up by the next one.
+        logger.exception("on_save_callback failed for %s", session_dir)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -71,20 +150,51 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def upgrade_v1(raw: dict[str, Any], state: SessionState) -> dict[str, Any]:
-    """A version 1 state (`raw`, read as `state`) as a version 2 document, every key kept."""
+def upgrade_v1(raw: dict[str, Any], state: StateSummary) -> dict[str, Any]:
+    """A version 1 state (`raw`, read as `state`) as a version 2 document, every key kept.
+
+    Version 2 needs a topic and a creation time; a file without them gets its session id
+    and the earliest time it records (or now).
+    """
+    history = {
+        name: value.isoformat().replace("+00:00", "Z") if value else None
+        for name, value in state.phase_history.items()
+    }
     document = {"$schema": STATE_V2_SCHEMA, **raw}
     document.update(
-        session_id=raw["session_id"],
+        session_id=state.session_id,
         current_phase=state.phase.value,
         status=state.status.value,
-        phase_history={
-            name: value.isoformat().replace("+00:00", "Z") if value else None
-            for name, value in state.phase_history.items()
-        },
+        phase_history=history,
     )
-    document.setdefault("session_type", None)
+    if not isinstance(document.get("topic"), str):
+        document["topic"] = state.session_id
+    if state.created_at is None:
+        times = sorted(value for value in history.values() if value)
+        document["created_at"] = times[0] if times else _now()
+    if state.updated_at is None:
+        document["updated_at"] = document["created_at"]
     return document
+
+
+def read_state_document(session_dir: Path) -> dict[str, Any]:
+    """Read a session folder's state.json (either version) as a version 2 document.
+
+    Raises:
+        SessionNotFoundError: The folder has no state.json.
+        StateValidationError: The file is not a usable session state.
+    """
+    path = session_dir / STATE_FILE
+    try:
+        raw = load_json(path.read_bytes(), STATE_FILE)
+        summary = parse_state(raw)
+    except FileNotFoundError:
+        raise SessionNotFoundError(session_dir.name, str(path)) from None
+    except FormatError as error:
+        raise StateValidationError(f"invalid {path}: {error}") from None
+    if summary.version == 1:
+        return upgrade_v1(raw, summary)
+    return {"$schema": STATE_V2_SCHEMA, **raw}  # a file the seeds' models saved lacks it
 
 
 class StateManager:
@@ -95,7 +205,9 @@ class StateManager:
     (the last save wins, and each save is whole).
     """
 
-    def __init__(self, session_dir: str | os.PathLike[str], on_save_callback: OnSave | None = None):
+    def __init__(
+        self, session_dir: str | os.PathLike[str], on_save_callback: OnSave | None = None
+    ) -> None:
         """Bind to a session folder; nothing is read until `load()` or a change.
 
         Args:
@@ -137,7 +249,7 @@ class StateManager:
 
         Raises:
             FileExistsError: The folder already holds a state.json.
-            StateError: A field has a value the format does not allow.
+            StateValidationError: A field has a value the format does not allow.
         """
         manager = cls(session_dir, on_save_callback)
         if manager.path.exists():
@@ -152,13 +264,13 @@ class StateManager:
             "session_type": session_type,
             "created_at": now,
             "updated_at": now,
-            "current_phase": Phase.SPEC.value,
-            "status": Status.ACTIVE.value,
+            "current_phase": Phase.spec.value,
+            "status": Status.active.value,
             "phase_history": {
                 f"{name}_{edge}_at": None for name in PHASES for edge in ("started", "completed")
             },
             "build_progress": {
-                "checkpoints_total": 0,
+                "checkpoints_total": None,  # until the build is planned
                 "checkpoints_completed": [],
                 "current_checkpoint": None,
             },
@@ -177,13 +289,13 @@ class StateManager:
         """Read `state.json` (either version) and return a copy of it as version 2.
 
         Raises:
-            FileNotFoundError: The folder has no state.json.
-            FormatError: The file is not a usable session state.
+            SessionNotFoundError: The folder has no state.json (a FileNotFoundError).
+            StateValidationError: The file is not a valid session state (a FormatError).
         """
         with self._lock:
-            raw = load_json(self.path.read_bytes(), STATE_FILE)
-            state = parse_state(raw)
-            self._state = raw if state.version == 2 else upgrade_v1(raw, state)
+            document = read_state_document(self.session_dir)
+            _check(document, f"invalid {self.path}")
+            self._state = document
             return self.state
 
     @property
@@ -207,33 +319,17 @@ class StateManager:
         """Validate and write the state atomically, then call the callback.
 
         Raises:
-            FormatError: The state would not be a valid version 2 file (nothing is written).
+            StateValidationError: The state would not be a valid file (nothing is written).
             OSError: The file could not be written (the old file stays whole).
         """
         try:
             with self._lock:
                 state = self._loaded()
                 state["updated_at"] = _now()
-                try:
-                    StateV2.model_validate(state)
-                except ValueError as error:
-                    raise FormatError(
-                        f"refusing to save an invalid {STATE_FILE}: {error}"
-                    ) from None
-                data = json.dumps(state, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
-                write_atomically(self.path, data)
+                _check(state, f"refusing to save an invalid {STATE_FILE}")
+                write_atomically(self.path, _encode(state))
         finally:
-            self._notify()
-
-    def _notify(self) -> None:
-        if self.on_save_callback is None:
-            return
-        try:
-            self.on_save_callback(self.session_dir)
-        except Exception:
-            # The file is the truth and it is saved; a sync that cannot be queued now
-            # is caught up by the next one.
-            logger.exception("on_save_callback failed for %s", self.session_dir)
+            _notify(self.on_save_callback, self.session_dir)
 
     def _change(self, apply: Callable[[dict[str, Any]], None]) -> None:
         with self._lock:
@@ -252,30 +348,23 @@ class StateManager:
         """Move to the next phase (spec → plan → build → docs → complete), stamping history.
 
         Raises:
-            StateError: The phase is unknown, or is not the one after the current phase.
+            InvalidPhaseTransitionError: The phase is unknown, or is not the one after the
+                current phase (a StateError).
         """
-        try:
-            target = Phase(phase)
-        except ValueError:
-            raise StateError(f"unknown phase {phase!r}; phases are {_PHASE_ORDER}") from None
 
         def apply(state: dict[str, Any]) -> None:
             current = state["current_phase"]
-            position = _PHASE_ORDER.index(current)
-            if position + 1 >= len(_PHASE_ORDER) or _PHASE_ORDER[position + 1] != target:
-                allowed = _PHASE_ORDER[position + 1] if position + 1 < len(_PHASE_ORDER) else None
-                raise StateError(
-                    f"cannot move {self.slug} from {current} to {target.value}: "
-                    + (f"the next phase is {allowed}" if allowed else "it is complete")
-                )
+            target = str(phase.value if isinstance(phase, Phase) else phase)
+            if _next_phase(current) != target:
+                raise InvalidPhaseTransitionError(current, target)
             now = _now()
             history = state.setdefault("phase_history", {})
             history[f"{current}_completed_at"] = now
-            if target is Phase.COMPLETE:
-                state["status"] = Status.COMPLETE.value
+            if target == Phase.complete:
+                state["status"] = Status.complete.value
             else:
-                history[f"{target.value}_started_at"] = now
-            state["current_phase"] = target.value
+                history[f"{target}_started_at"] = now
+            state["current_phase"] = target
 
         self._change(apply)
 
@@ -290,18 +379,18 @@ class StateManager:
             target = Status(status)
         except ValueError:
             raise StateError(f"unknown status {status!r}; use active, paused or failed") from None
-        if target is Status.COMPLETE:
+        if target is Status.complete:
             raise StateError("a session becomes complete by transition_to('complete')")
 
         def apply(state: dict[str, Any]) -> None:
-            if state["current_phase"] == Phase.COMPLETE.value:
+            if state["current_phase"] == Phase.complete.value:
                 raise StateError(f"{self.slug} is complete; its status cannot change")
             state["status"] = target.value
 
         self._change(apply)
 
     def set_checkpoints_total(self, total: int) -> None:
-        """Set how many build checkpoints the plan has.
+        """Set how many build checkpoints the plan has (null until this is called).
 
         Raises:
             StateError: The total is negative or below the checkpoints already completed.
@@ -320,7 +409,7 @@ class StateManager:
 
         self._change(apply)
 
-    def start_checkpoint(self, checkpoint: int | str) -> None:
+    def start_checkpoint(self, checkpoint: int) -> None:
         """Mark a checkpoint as the one being built.
 
         Raises:
@@ -335,18 +424,23 @@ class StateManager:
 
         self._change(apply)
 
-    def complete_checkpoint(self, checkpoint: int | str) -> None:
+    def complete_checkpoint(self, checkpoint: int) -> None:
         """Mark a checkpoint as done (again is a no-op) and clear it as current.
 
         Raises:
-            StateError: The session is not in the build phase, or this would complete
-                more checkpoints than the total.
+            StateError: The session is not in the build phase, the build is not planned
+                (no total yet), or this would complete more checkpoints than the total.
         """
 
         def apply(state: dict[str, Any]) -> None:
             progress = self._checkpoint_progress(state, checkpoint)
             done = progress["checkpoints_completed"]
             if not _same_id(checkpoint, done):
+                if progress["checkpoints_total"] is None:
+                    raise StateError(
+                        f"cannot complete checkpoint {checkpoint}: the build is not planned "
+                        "(set_checkpoints_total first)"
+                    )
                 if len(done) >= progress["checkpoints_total"]:
                     raise StateError(
                         f"cannot complete checkpoint {checkpoint}: all "
@@ -359,26 +453,26 @@ class StateManager:
 
         self._change(apply)
 
-    def _checkpoint_progress(self, state: dict[str, Any], checkpoint: int | str) -> dict[str, Any]:
-        if state["current_phase"] != Phase.BUILD.value:
+    def _checkpoint_progress(self, state: dict[str, Any], checkpoint: int) -> dict[str, Any]:
+        if state["current_phase"] != Phase.build.value:
             raise StateError(
                 f"checkpoints belong to the build phase; {self.slug} is in {state['current_phase']}"
             )
-        valid = isinstance(checkpoint, int | str) and not isinstance(checkpoint, bool)
-        if not valid or checkpoint == "":
-            raise StateError(
-                f"a checkpoint id is a number or a non-empty string, not {checkpoint!r}"
-            )
+        if not _is_checkpoint_id(checkpoint):
+            raise StateError(f"a checkpoint id is a whole number from 1, not {checkpoint!r}")
         return _build_progress(state)
 
-    def record_commit(self, sha: str, message: str, checkpoint: int | str | None = None) -> None:
+    def record_commit(self, sha: str, message: str, checkpoint: int | None = None) -> None:
         """Record a commit made during the session (a sha already recorded is a no-op).
 
         Raises:
-            StateError: `sha` is not 7 to 64 hexadecimal characters.
+            StateError: `sha` is not 7 to 64 hexadecimal characters, or the checkpoint
+                is not a whole number from 1.
         """
         if not isinstance(sha, str) or not _SHA.match(sha):
             raise StateError(f"a commit sha is 7 to 64 hexadecimal characters, not {sha!r}")
+        if checkpoint is not None and not _is_checkpoint_id(checkpoint):
+            raise StateError(f"a checkpoint id is a whole number from 1, not {checkpoint!r}")
 
         def apply(state: dict[str, Any]) -> None:
             commits = state.setdefault("commits", [])
@@ -423,7 +517,7 @@ class StateManager:
         stamps `completed_at`.
 
         Raises:
-            FormatError: A value the format does not allow (nothing is saved).
+            StateValidationError: A value the format does not allow (nothing is saved).
         """
 
         def apply(state: dict[str, Any]) -> None:
@@ -456,12 +550,29 @@ class StateManager:
 
 def _build_progress(state: dict[str, Any]) -> dict[str, Any]:
     progress = state.get("build_progress") or {}
-    progress.setdefault("checkpoints_total", 0)
+    progress.setdefault("checkpoints_total", None)
     progress.setdefault("checkpoints_completed", [])
     progress.setdefault("current_checkpoint", None)
     state["build_progress"] = progress
     return progress
 
 
-def _same_id(checkpoint: int | str, ids: list[Any]) -> bool:
+def _same_id(checkpoint: int, ids: list[Any]) -> bool:
     return str(checkpoint) in {str(item) for item in ids}
+
+
+def _is_checkpoint_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _next_phase(current: str) -> str | None:
+    position = _PHASE_ORDER.index(current) if current in _PHASE_ORDER else len(_PHASE_ORDER)
+    return _PHASE_ORDER[position + 1] if position + 1 < len(_PHASE_ORDER) else None
+
+
+def _check(document: dict[str, Any], what: str) -> None:
+    """Raise StateValidationError unless the seeds' models (and ours) read `document`."""
+    try:
+        ManagedState.model_validate(document)
+    except ValidationError as error:
+        raise StateValidationError(f"{what}: {_validation_message(error)}") from None
