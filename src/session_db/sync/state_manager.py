@@ -1,11 +1,15 @@
-"""StateManager: reads and writes one session's `state.json`, the source of truth.
+"""StateManager and SessionStateManager: read and write one session's `state.json`.
 
-It works on the document as a dict, and checks every save against `SessionState`, the
-seeds' own model of the file, so the seeds' system reads what it writes.
+Two interfaces over one file format. `StateManager` works on the document as a dict and
+adds what this package needs (`create`, `record_agent`, strict checks). The seeds' own
+system has its own API; `SessionStateManager` offers it under the same names and with the
+same behaviour, on the typed `SessionState`, so a backend written against that system
+switches with one import line. A file either one writes, the other reads (and so do the
+seeds' own models): both check every save against `SessionState`.
 
-It knows nothing about databases (seed 003): after every save it calls the injected
-`on_save_callback(session_dir)`, and whoever injected it (a SyncPool, usually) mirrors
-the folder into the database in the background.
+Neither knows anything about databases (seed 003): after every save each calls the
+injected `on_save_callback(session_dir)`, and whoever injected it (a SyncPool, usually)
+mirrors the folder into the database in the background.
 """
 
 import json
@@ -33,6 +37,7 @@ from session_db.sync.formats import (
 )
 from session_db.sync.state_models import (
     STATE_V2_SCHEMA,
+    Commit,
     Phase,
     SessionState,
     Status,
@@ -576,3 +581,185 @@ def _check(document: dict[str, Any], what: str) -> None:
         ManagedState.model_validate(document)
     except ValidationError as error:
         raise StateValidationError(f"{what}: {_validation_message(error)}") from None
+
+
+class SessionStateManager:
+    """The seeds' own StateManager API: one session's state.json as a mutable SessionState.
+
+    Change `state` and call `save()`, or call a method that changes and saves. Unlike
+    StateManager it checks only what the seeds' API checks (any sha, any status), and a
+    move to `complete` leaves `status` as it was. Safe to call from several threads.
+    """
+
+    def __init__(
+        self, session_dir: str | os.PathLike[str], on_save_callback: OnSave | None = None
+    ) -> None:
+        """Bind to a session folder; nothing is read until `load()` or first use of `state`.
+
+        Args:
+            session_dir: The session's folder, `agents/sessions/{slug}`.
+            on_save_callback: Called with `session_dir` after every save, even a failed
+                one; what it raises is logged and never breaks the save.
+        """
+        self.session_dir = Path(session_dir)
+        self.on_save_callback = on_save_callback
+        self._state: SessionState | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"SessionStateManager({str(self.session_dir)!r})"
+
+    @property
+    def state_file(self) -> Path:
+        """The `state.json` this manager reads and writes."""
+        return self.session_dir / STATE_FILE
+
+    @property
+    def state(self) -> SessionState:
+        """The loaded state (loaded on first use); change it, then `save()`."""
+        with self._lock:
+            return self._state if self._state is not None else self.load()
+
+    def load(self) -> SessionState:
+        """Read state.json (either version) into a new `state` and return it.
+
+        Raises:
+            SessionNotFoundError: The folder has no state.json.
+            StateValidationError: The file is not a valid session state.
+        """
+        with self._lock:
+            document = read_state_document(self.session_dir)
+            try:
+                self._state = SessionState.model_validate(document)
+            except ValidationError as error:
+                message = f"invalid {self.state_file}: {_validation_message(error)}"
+                raise StateValidationError(message) from None
+            return self._state
+
+    def save(self) -> None:
+        """Stamp `updated_at`, write the state atomically, then call the callback.
+
+        Raises:
+            RuntimeError: Nothing was loaded yet.
+            StateValidationError: A field holds a value the format does not allow
+                (nothing is written).
+            OSError: The file could not be written (the old file stays whole).
+        """
+        if self._state is None:
+            raise RuntimeError("no state loaded: call load() first")
+        try:
+            with self._lock:
+                self._state.updated_at = datetime.now(UTC)
+                # Lists changed in place skipped the assignment checks: check it whole.
+                document = self._state.model_dump(mode="json", by_alias=True, warnings=False)
+                _check(document, f"refusing to save an invalid {STATE_FILE}")
+                write_atomically(self.state_file, _encode(document))
+        finally:
+            _notify(self.on_save_callback, self.session_dir)
+
+    def transition_to_phase(self, new_phase: Phase | str) -> None:
+        """Move to the next phase, stamping when the current one completed and the next started.
+
+        Raises:
+            InvalidPhaseTransitionError: The phase is unknown or not the next one.
+        """
+        with self._lock:
+            state = self.state
+            current = Phase(state.current_phase)
+            target = str(new_phase.value if isinstance(new_phase, Phase) else new_phase)
+            if _next_phase(current.value) != target:
+                raise InvalidPhaseTransitionError(current.value, target)
+            now = datetime.now(UTC)
+            setattr(state.phase_history, f"{current.value}_completed_at", now)
+            if target != Phase.complete:  # complete is where the workflow ends: no start
+                setattr(state.phase_history, f"{target}_started_at", now)
+            state.current_phase = Phase(target)
+            self.save()
+
+    def init_build_progress(self, checkpoints_total: int) -> None:
+        """Plan the build: this many checkpoints, none completed, checkpoint 1 current.
+
+        Raises:
+            ValueError: `checkpoints_total` is not a whole number of at least 1.
+        """
+        if not _is_checkpoint_id(checkpoints_total):
+            raise ValueError(f"checkpoints_total must be at least 1, not {checkpoints_total!r}")
+        with self._lock:
+            progress = self.state.build_progress
+            progress.checkpoints_total = checkpoints_total
+            progress.checkpoints_completed = []
+            progress.current_checkpoint = 1
+            self.save()
+
+    def start_checkpoint(self, checkpoint_id: int) -> None:
+        """Make a checkpoint the current one.
+
+        Raises:
+            StateError: The build is not planned yet, or there is no such checkpoint.
+        """
+        with self._lock:
+            self._check_checkpoint(checkpoint_id)
+            self.state.build_progress.current_checkpoint = checkpoint_id
+            self.save()
+
+    def complete_checkpoint(self, checkpoint_id: int) -> None:
+        """Mark a checkpoint completed; the next one becomes current (None after the last).
+
+        Raises:
+            StateError: The build is not planned yet, there is no such checkpoint, or it
+                is already completed.
+        """
+        with self._lock:
+            total = self._check_checkpoint(checkpoint_id)
+            progress = self.state.build_progress
+            if checkpoint_id in progress.checkpoints_completed:
+                raise StateError(f"checkpoint {checkpoint_id} is already completed")
+            progress.checkpoints_completed = sorted(
+                [*progress.checkpoints_completed, checkpoint_id]
+            )
+            progress.current_checkpoint = checkpoint_id + 1 if checkpoint_id < total else None
+            self.save()
+
+    def _check_checkpoint(self, checkpoint_id: int) -> int:
+        total = self.state.build_progress.checkpoints_total
+        if total is None:
+            raise StateError("the build is not planned yet: call init_build_progress first")
+        if not _is_checkpoint_id(checkpoint_id) or checkpoint_id > total:
+            raise StateError(f"checkpoint_id must be between 1 and {total}, not {checkpoint_id!r}")
+        return total
+
+    def add_commit(self, sha: str, message: str, checkpoint: int | None = None) -> None:
+        """Record a commit made during the session, stamped now."""
+        with self._lock:
+            commit = Commit(
+                sha=sha, message=message, checkpoint=checkpoint, created_at=datetime.now(UTC)
+            )
+            self.state.commits = [*self.state.commits, commit]
+            self.save()
+
+    def set_status(self, status: Status | str) -> None:
+        """Set the lifecycle status (active, paused, complete or failed).
+
+        Raises:
+            ValueError: The status is unknown.
+        """
+        with self._lock:
+            try:
+                self.state.status = Status(status)
+            except ValueError:
+                raise StateError(
+                    f"unknown status {status!r}; statuses are {', '.join(Status)}"
+                ) from None
+            self.save()
+
+    def set_git_branch(self, branch: str) -> None:
+        """Set the git branch the session works on."""
+        with self._lock:
+            self.state.git.branch = branch
+            self.save()
+
+    def set_git_worktree(self, worktree: str | os.PathLike[str] | None) -> None:
+        """Set the git worktree the session works in (None: no worktree)."""
+        with self._lock:
+            self.state.git.worktree = None if worktree is None else os.fspath(worktree)
+            self.save()
