@@ -470,3 +470,19 @@ async def test_a_value_no_database_can_store_fails_only_its_folder(
         states["a-bad"].error_message or ""
     )
     assert "a-bad" not in slugs and "bad" not in slugs
+
+
+async def test_a_folder_keeps_its_first_fifty_warnings_and_counts_the_rest(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    root = tmp_path / "project"
+    tasks = [{"id": f"1.1.{n}", "title": "t", "status": n} for n in range(60)]  # 60 numbers
+    plan = {"checkpoints": [{"id": 1, "task_groups": [{"id": "1.1", "tasks": tasks}]}]}
+    write(root, "noisy", V2_NEW, plan)
+    [result] = (await sync_project(root, engine=engine)).results
+    assert result.outcome == SyncOutcome.SYNCHRONIZED and len(result.warnings) == 50
+    assert result.warnings[-1] == "... and 11 more warnings like these"
+    async with get_async_session(engine) as db:
+        assert (await db.exec(select(SyncState))).one().warnings == list(result.warnings)
+        noisy = await crud.get_session_by_slug(db, "noisy")
+        assert len(await crud.list_tasks(db, noisy.id, limit=100)) == 60  # all still synced

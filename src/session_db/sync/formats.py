@@ -201,7 +201,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def validate_leniently(
+def _validate_leniently(
     model: type[M], data: dict[str, Any], name: str
 ) -> tuple[M, list[str], set[tuple[int | str, ...]]]:
     """Validate `data`, dropping each value the model refuses instead of failing.
@@ -437,7 +437,7 @@ def parse_state(raw: Any) -> StateSummary:
         for key, value in raw.items()
         if key in _StateKeys.model_fields and not (value is None and key in _CONTAINERS)
     }
-    keys, warnings, _ = validate_leniently(_StateKeys, mapped, STATE_FILE)
+    keys, warnings, _ = _validate_leniently(_StateKeys, mapped, STATE_FILE)
     history = keys.phase_history.model_dump()
     for name in PHASES:  # version 1 records fill what phase_history does not say
         record = keys.phases.get(name)
@@ -561,7 +561,7 @@ def parse_plan(raw: Any) -> Plan:
     data = dict(raw)
     if data.get("checkpoints", ()) is None:
         data["checkpoints"] = []
-    plan, warnings, dropped = validate_leniently(Plan, data, PLAN_FILE)
+    plan, warnings, dropped = _validate_leniently(Plan, data, PLAN_FILE)
     if ("checkpoints",) in dropped:
         plan.checkpoints = None
     plan.warnings.extend([*warnings, *_drop_repeated_ids(plan), *_drop_bad_dependencies(plan)])

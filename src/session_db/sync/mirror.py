@@ -99,6 +99,7 @@ _SESSION_STATUS = {
 # a value the driver cannot bind (an integer too large for SQLite), one too deeply
 # nested to serialise, one of a type no column takes. Each is that folder's error.
 _FOLDER_FAULTS = (SessionDBError, ValueError, TypeError, OverflowError, RecursionError)
+_MAX_WARNINGS = 50  # per folder, kept and reported
 
 
 class SyncOutcome(StrEnum):
@@ -451,7 +452,12 @@ class _Files:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return (*self.state.warnings, *(self.plan.warnings if self.plan else ()))
+        found = [*self.state.warnings, *(self.plan.warnings if self.plan else ())]
+        if len(found) <= _MAX_WARNINGS:
+            return tuple(found)
+        # A plan of a thousand broken tasks needs the first lines, not a thousand.
+        more = len(found) - _MAX_WARNINGS + 1
+        return (*found[: _MAX_WARNINGS - 1], f"... and {more} more warnings like these")
 
 
 def _parse(content: FolderContent) -> _Files:
