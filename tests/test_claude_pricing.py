@@ -284,3 +284,77 @@ def test_importing_the_module_does_not_import_genai_prices() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# --- Fast mode ----------------------------------------------------------------------------------
+
+
+def _fast(usage: dict) -> dict:
+    return {**usage, "speed": "fast"}
+
+
+@pytest.mark.parametrize("model", ["claude-opus-4-6", "claude-opus-4-7"])
+def test_fast_mode_is_six_times_the_standard_price_of_opus_4_6_and_4_7(model: str) -> None:
+    at = datetime(2026, 4, 1, tzinfo=UTC)
+    standard = price_usage(model, OPUS_USAGE, at=at)
+    fast = price_usage(model, _fast(OPUS_USAGE), at=at)
+    assert standard.amount == OPUS_COST
+    assert fast == Cost(6 * OPUS_COST, "computed", estimate=True)
+    assert price_usage(model, {**OPUS_USAGE, "speed": "standard"}, at=at) == standard
+
+
+def test_fast_mode_of_opus_4_6_above_200k_input_is_six_times_its_long_context_price() -> None:
+    # Anthropic's table for February 2026: $60 / MTok input above 200k input tokens.
+    at = datetime(2026, 2, 12, tzinfo=UTC)
+    usage = _fast({"input_tokens": 200_001, "output_tokens": 0})
+    assert price_usage("claude-opus-4-6", usage, at=at).amount == Decimal("12.00006")
+    assert pricing.genai_list_price("claude-opus-4-6", usage, at, fast=True) == Decimal("12.00006")
+
+
+def test_fast_mode_uses_genai_prices_own_fast_price_where_it_has_one() -> None:
+    import genai_prices
+
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    extracted = genai_prices.extract_usage(
+        {"model": "claude-opus-4-8", "usage": OPUS_USAGE}, provider_id="anthropic"
+    )
+    theirs = extracted.calc_price(
+        genai_request_timestamp=at, price_context={"speed": "fast"}
+    ).total_price
+    assert theirs == 2 * OPUS_COST  # $10 / $50 and the cache multipliers on top
+    assert price_usage("claude-opus-4-8", _fast(OPUS_USAGE), at=at).amount == theirs
+
+
+def test_fast_usage_without_a_known_fast_price_is_unpriced_and_the_model_stays_priced() -> None:
+    clear_price_cache()
+    model = "claude-sonnet-4-5-20250929"
+    assert price_usage(model, _fast(OPUS_USAGE)) == Cost(None, "unpriced", estimate=True)
+    assert price_usage(model, OPUS_USAGE).source == "computed"  # not taken for unknown
+    with pytest.raises(pricing.NoFastPriceError):
+        pricing.genai_list_price(model, OPUS_USAGE, None, fast=True)
+
+
+def test_cached_fast_prices_equal_the_uncached_ones_to_the_last_digit() -> None:
+    from genai_prices.data_snapshot import get_snapshot
+
+    clear_price_cache()
+    provider = get_snapshot().find_provider(None, pricing.PROVIDER, None)
+    models = [model.id for model in provider.models if model.id.startswith("claude")]
+    times = [None, datetime(2026, 2, 12, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)]
+    rnd = random.Random(20261202)
+    priced: set[str] = set()
+    for _ in range(600):
+        usage, name, at = _random_usage(rnd), rnd.choice(models), rnd.choice(times)
+        try:
+            expected: object = pricing.genai_list_price(name, usage, at, fast=True)
+        except (LookupError, ValueError, TypeError, ArithmeticError):
+            expected = "unpriced"
+        try:
+            got: object = pricing._list_price(name, usage, at, fast=True)
+        except (LookupError, ValueError, TypeError, ArithmeticError):
+            got = "unpriced"
+        assert got == expected, (name, at, usage)
+        if isinstance(expected, Decimal):
+            priced.add(name)
+    # Both kinds were reached: a multiplied standard price and genai-prices' own fast price.
+    assert {"claude-opus-4-6", "claude-opus-4-8"} <= priced

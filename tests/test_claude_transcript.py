@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -364,8 +366,9 @@ def test_parse_usage_of_a_real_line() -> None:
         session_id=SESSION,
         agent_id="a2898e3",
         line_uuid=record["uuid"],
+        is_sidechain=True,  # a subagent's line
     )
-    assert record["uuid"]
+    assert record["uuid"] and record["isSidechain"] is True
 
 
 def assistant(usage: Any = None, **fields: Any) -> dict[str, Any]:
@@ -629,3 +632,112 @@ def test_session_facts_of_made_up_records() -> None:
         models=("claude-sonnet-4-5-20250929", "claude-opus-4-6"),
     )
     assert session_facts([]) == SessionFacts(None, None, None, None, None, None, ())
+
+
+# --- Parsing lines, and the one-pass scan -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"n": 18446744073709551616}', {"n": 2**64}),  # orjson would read a float
+        (b'{"n": -9223372036854775809}', {"n": -(2**63) - 1}),
+        (b'{"id": "0000000000000000000000"}', {"id": "0" * 22}),  # digits in a string: fine
+        (b'{"x": NaN}', None),  # checked apart below: NaN != NaN
+        (b'{"t": "\\ud800"}', {"t": "\ud800"}),  # a lone surrogate, as the stdlib reads it
+        (b'\xef\xbb\xbf{"bom": 1}', None),  # a byte-order mark: not JSON for either
+        (b"{not json", None),
+        (b"[" * 5_000 + b"]" * 5_000, None),  # too deep for either parser
+    ],
+)
+def test_parse_line_reads_what_the_stdlib_reads(raw: bytes, expected: Any) -> None:
+    parsed = transcript.parse_line(raw)
+    if raw == b'{"x": NaN}':
+        assert math.isnan(parsed["x"])
+        return
+    assert parsed == expected
+    if expected is not None:
+        assert parsed == json.loads(raw)
+        assert [type(v) for v in parsed.values()] == [type(v) for v in json.loads(raw).values()]
+
+
+def test_scan_lines_reads_the_fixture_as_the_separate_readers_do() -> None:
+    for path in FILES.values():
+        raw = [line for line in path.read_bytes().splitlines() if line.strip()]
+        records = [json.loads(line) for line in raw]
+        scan = transcript.scan_lines(raw)
+        assert (scan.lines, scan.bad_lines) == (len(raw), 0)
+        assert scan.usage == dedupe(e for e in map(parse_usage, records) if e is not None)
+        assert scan.facts == session_facts(records)
+        assert scan.launches == parse_subagent_launches(records)
+        assert scan.names == transcript.Names() and scan.cost_state is None
+
+
+def test_scan_lines_keeps_an_integer_beyond_64_bits_in_usage() -> None:
+    line = json.dumps(assistant({"input_tokens": 2**64, "output_tokens": 1})).encode()
+    scan = transcript.scan_lines([line, b"\x00 not json", b'"a string"'])
+    assert (scan.lines, scan.bad_lines) == (3, 2)
+    assert scan.usage[0].input_tokens == 2**64 and type(scan.usage[0].input_tokens) is int
+
+
+def test_scan_lines_takes_the_extremes_of_valid_timestamps_only() -> None:
+    lines = [
+        {"type": "user", "timestamp": "2026-13-45T99:00:00.000Z"},  # the form, not a time
+        {"type": "user", "timestamp": "2026-02-12T16:02:23.545Z"},
+        {"type": "user", "timestamp": "2026-02-12T18:02:24+02:00"},  # another form
+        {"type": "user", "timestamp": "2026-02-12T16:00:00.000Z"},
+    ]
+    facts = transcript.scan_lines(json.dumps(line).encode() for line in lines).facts
+    assert facts.first_at == datetime(2026, 2, 12, 16, 0, tzinfo=UTC)
+    assert facts.last_at == datetime(2026, 2, 12, 16, 2, 24, tzinfo=UTC)
+
+
+def sidechain(message_id: str, request_id: str, output: int, uuid: str) -> UsageEntry:
+    """A usage entry written by a sidechain (a subagent or a /btw aside)."""
+    return replace(entry(message_id, request_id, output, uuid), is_sidechain=True)
+
+
+def test_dedupe_follows_ccusage_for_sidechain_lines() -> None:
+    parent = entry("m-1", "r-1", 5, "1")
+    replay = sidechain("m-1", "r-2", 900, "2")  # a known message under a new request id
+    own = sidechain("m-2", "r-3", 1, "3")
+    same_key_side = sidechain("m-4", "r-4", 900, "4")
+    same_key_main = entry("m-4", "r-4", 1, "5")  # fewer tokens, but the main conversation's
+    first_copy, larger_copy = sidechain("m-5", "r-5", 1, "6"), sidechain("m-5", "r-6", 2, "7")
+    result = dedupe([parent, replay, own, same_key_side, same_key_main, first_copy, larger_copy])
+    assert [e.line_uuid for e in result] == ["1", "3", "5", "7"]
+    # The replay first, the parent's line later: the parent's line is the response.
+    assert [e.line_uuid for e in dedupe([replay, parent])] == ["1"]
+
+
+def test_parse_cost_state_normalises_model_ids_and_skips_what_it_cannot_use() -> None:
+    line = {
+        "type": "cost-state",
+        "totalCostUSD": 2.5,
+        "modelUsage": {
+            "claude-opus-4-6": {"costUSD": 1.0, "inputTokens": 10, "outputTokens": 20},
+            "claude-opus-4-6[1m]": {"costUSD": 0.5, "inputTokens": 1, "cacheReadInputTokens": 7},
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0": {"costUSD": "0.25"},
+            "claude-haiku-4-5": {"costUSD": -1},  # not a cost
+            "claude-nan": {"costUSD": float("nan")},
+            "<synthetic>": {"costUSD": 1},
+            "claude-list": [1, 2],
+        },
+    }
+    state = transcript.parse_cost_state(line, at=datetime(2026, 4, 1, tzinfo=UTC))
+    assert state is not None
+    assert state.total_cost_usd == Decimal("2.5")
+    assert state.at == datetime(2026, 4, 1, tzinfo=UTC)  # the line has no timestamp
+    assert state.models == {
+        "claude-opus-4-6": transcript.ModelCost(Decimal("1.5"), 11, 20, 7, 0),
+        "claude-sonnet-4-5-20250929": transcript.ModelCost(Decimal("0.25")),
+    }
+    assert transcript.parse_cost_state({"type": "cost-state", "modelUsage": "x"}) is None
+    assert transcript.parse_cost_state({"type": "summary"}) is None
+
+
+def test_names_rank_a_custom_title_over_an_ai_title_over_a_summary() -> None:
+    names = transcript.Names(summary="s1").then(transcript.Names(ai_title="a1"))
+    assert names.best == "a1"
+    names = names.then(transcript.Names(custom_title="c1")).then(transcript.Names(ai_title="a2"))
+    assert (names.best, names.ai_title, names.summary) == ("c1", "a2", "s1")

@@ -288,3 +288,147 @@ async def test_refresh_usage_totals_updates_loaded_rows_in_place(engine: AsyncEn
         assert (stored.title, stored.total_tokens) == ("set before the refresh", 4)
         records = await db.exec(sa.select(sa.func.count()).select_from(UsageRecord))
         assert records.one()[0] == 1
+
+
+async def test_add_usage_records_without_ids_writes_the_same_rows_and_returns_none(
+    db: AsyncSession,
+) -> None:
+    session = await a_session(db, "no-ids")
+    rows = [usage(session.id, f"m{i}", output_tokens=i, cost="0.5") for i in range(3)]
+    assert await crud.add_usage_records(db, rows, return_ids=False) == {}
+    bigger = usage(session.id, "m1", output_tokens=99, cost_source="reported")
+    assert await crud.add_usage_records(db, [bigger], return_ids=False) == {}
+    stored = {r.message_id: r for r in await crud.list_usage_records(db)}
+    assert {m: r.output_tokens for m, r in stored.items()} == {"m0": 0, "m1": 99, "m2": 2}
+    assert stored["m1"].cost_source == "reported"
+
+
+async def test_find_usage_records_sees_every_request_id_of_a_message_and_where_it_is(
+    db: AsyncSession,
+) -> None:
+    parent = await a_session(db, "p")
+    child = await crud.get_session(
+        db, await crud.ensure_session(db, "p/agent-1", parent_session_id=parent.id)
+    )
+    compact = uuid.uuid4()
+    await crud.ensure_usage_agents(
+        db, {compact: {"session_id": parent.id, "agent_type": "compact"}}
+    )
+    await crud.add_usage_records(
+        db,
+        [
+            usage(parent.id, "m1", "r1", input_tokens=3, output_tokens=4),
+            usage(child.id, "m1", "r2", cache_read_tokens=10),
+            usage(parent.id, "m2", "r3", agent_id=compact),
+            usage(parent.id, "other", "r4"),
+        ],
+    )
+    found = sorted(
+        await crud.usage_records.find_usage_records(db, ["m1", "m2", "missing", "m1"]),
+        key=lambda record: record.request_id,
+    )
+    assert [
+        (f.message_id, f.request_id, f.in_child_session, f.agent_type, f.total_tokens)
+        for f in found
+    ] == [
+        ("m1", "r1", False, None, 7),
+        ("m1", "r2", True, None, 10),
+        ("m2", "r3", False, "compact", 0),
+    ]
+    assert {f.session_id for f in found} == {parent.id, child.id}
+    assert await crud.usage_records.find_usage_records(db, []) == []
+
+
+async def test_delete_usage_records_deletes_by_id_and_counts_them(db: AsyncSession) -> None:
+    session = await a_session(db, "deleted")
+    written = await crud.add_usage_records(db, [usage(session.id, "a"), usage(session.id, "b")])
+    gone = written[("a", "req")]
+    deleted = await crud.usage_records.delete_usage_records(db, [gone, gone, uuid.uuid4()])
+    assert deleted == 1
+    assert [r.message_id for r in await crud.list_usage_records(db)] == ["b"]
+
+
+async def test_refresh_usage_totals_splits_a_reported_cost_over_the_tree_exactly(
+    engine: AsyncEngine,
+) -> None:
+    from session_db.crud.usage_records import ReportedCosts
+
+    async with get_async_session(engine) as db:
+        root = await a_session(db, "root")
+        child = await crud.get_session(
+            db, await crud.ensure_session(db, "root/agent-1", parent_session_id=root.id)
+        )
+        main, sub, haiku, retired = (uuid.uuid4() for _ in range(4))
+        await crud.ensure_usage_agents(
+            db,
+            {
+                main: {"session_id": root.id, "agent_type": "main", "model": "opus"},
+                sub: {"session_id": child.id, "agent_type": "Explore", "model": "opus"},
+                haiku: {"session_id": root.id, "agent_type": "main", "model": "haiku"},
+                retired: {
+                    "session_id": root.id,
+                    "agent_type": "main",
+                    "model": "old",
+                    "total_cost": "9",
+                    "agent_metadata": {"cost_source": "reported"},
+                },
+            },
+        )
+        cut = T0 + timedelta(minutes=5)
+        await crud.add_usage_records(
+            db,
+            [
+                usage(
+                    root.id,
+                    "m1",
+                    agent_id=main,
+                    model="opus",
+                    output_tokens=2,
+                    cost="2",
+                    occurred_at=T0,
+                ),
+                usage(
+                    child.id,
+                    "m2",
+                    agent_id=sub,
+                    model="opus",
+                    output_tokens=1,
+                    cost="1",
+                    occurred_at=T0,
+                ),
+                # After the report: its own estimate is added to the reported cost.
+                usage(
+                    root.id,
+                    "m3",
+                    agent_id=main,
+                    model="opus",
+                    output_tokens=5,
+                    cost="0.25",
+                    occurred_at=cut + timedelta(seconds=1),
+                ),
+                usage(root.id, "m4", model="sonnet", output_tokens=7, cost="0.5"),
+            ],
+        )
+    report = ReportedCosts(
+        {"opus": Decimal("1"), "haiku": Decimal("0.05"), "gpt": Decimal("0.01")},
+        cut,
+        {"opus": main, "haiku": haiku, "old": retired},
+    )
+    async with get_async_session(engine) as db:
+        await crud.refresh_usage_totals(db, [child.id], reported={root.id: report})
+    async with get_async_session(engine) as db:
+        agents = {a.id: a for a in await crud.list_agents(db)}
+        # 1 split 2 : 1 by the estimates before the report, to the last digit.
+        assert agents[main].total_cost == Decimal("0.666666667") + Decimal("0.25")
+        assert agents[sub].total_cost == Decimal("0.333333333")
+        assert agents[main].agent_metadata["cost_source"] == "reported"
+        assert agents[main].agent_metadata["cost_is_estimate"] is True  # m3 is an estimate
+        assert agents[sub].agent_metadata["cost_is_estimate"] is False
+        assert (agents[haiku].total_cost, agents[haiku].num_turns) == (Decimal("0.05"), 0)
+        assert agents[retired].total_cost == 0
+        assert "cost_source" not in agents[retired].agent_metadata
+        sessions = {s.session_slug: s for s in await crud.list_sessions(db)}
+        # opus 1 + 0.25, haiku 0.05, sonnet's estimate 0.5, and gpt (no agent) 0.01.
+        assert sessions["root"].total_cost == Decimal("1.476666667")
+        assert sessions["root/agent-1"].total_cost == Decimal("0.333333333")
+        assert sessions["root"].total_tokens == 14

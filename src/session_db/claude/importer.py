@@ -23,33 +23,36 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.claude.events import SOURCE_APP, SessionResolver, subagent_slug
 from session_db.claude.pricing import Cost, price_usage
 from session_db.claude.transcript import (
+    CostState,
+    Names,
+    PullRequest,
     SubagentLaunch,
     TranscriptFile,
     TranscriptKind,
+    TranscriptScan,
     UsageEntry,
     classify,
     dedupe,
     discover,
-    parse_subagent_launches,
-    parse_usage,
+    parse_line,
     read_complete_lines,
-    session_facts,
+    scan_lines,
 )
 from session_db.crud import agents as agent_crud
 from session_db.crud import relationships as relationship_crud
@@ -63,7 +66,7 @@ from session_db.errors import (
     SessionDBError,
     is_transient,
 )
-from session_db.models import AgentCreate, AgentStatus, CostSource, Session
+from session_db.models import AgentCreate, AgentStatus, CostSource, Session, TranscriptImport
 from session_db.models.base import to_money, utcnow
 from session_db.models.usage import UsageRecordCreate
 from session_db.retry import retry_transient
@@ -73,6 +76,21 @@ logger = logging.getLogger(__name__)
 # Namespace of the agent ids derived from (session, role, model), so re-imports upsert.
 AGENT_NAMESPACE = uuid.UUID("5b0f3c1e-8a0e-4f7e-9b7e-0c1a2d3e4f50")
 MAIN_ROLE, COMPACT_ROLE = "main", "compact"
+# Keys of a session's metadata the transcripts fill.
+NAMES_KEY = "claude_titles"  # the latest custom title, AI title and summary
+PULL_REQUESTS_KEY = "pull_requests"  # [{number, url, repository}], one per pull request
+COST_STATE_KEY = "claude_cost_state"  # the latest cost-state: the client's own figures
+
+__all__ = [
+    "ImportReport",
+    "agent_key",
+    "file_identity",
+    "import_file",
+    "import_files",
+    "import_transcripts",
+    "parse_line",
+    "transcripts_under",
+]
 
 
 @dataclass
@@ -241,15 +259,69 @@ async def import_file(db: AsyncSession, transcript: TranscriptFile, report: Impo
 
 
 @dataclass
+class _SessionRow:
+    """What the import reads of a session row, without keeping an ORM object.
+
+    The session's row is written by Core statements (`record_session_activity`,
+    `refresh_usage_totals`): an ORM object kept alongside would only go stale, and make
+    the refresh write it through the ORM.
+    """
+
+    id: uuid.UUID
+    session_slug: str
+    name: str | None
+    title: str | None
+    parent_session_id: uuid.UUID | None
+    project_id: uuid.UUID | None
+    session_metadata: dict[str, Any] | None
+    last_activity_at: datetime | None = None
+
+    @classmethod
+    def of(cls, session: Session) -> _SessionRow:
+        """The fields of a loaded session."""
+        return cls(
+            session.id,
+            session.session_slug,
+            session.name,
+            session.title,
+            session.parent_session_id,
+            session.project_id,
+            session.session_metadata,
+            session.last_activity_at,
+        )
+
+
+@dataclass
+class _File:
+    """One file of a batch: its progress row, what its new lines hold, where they go."""
+
+    transcript: TranscriptFile
+    row: TranscriptImport
+    identity: str
+    offset: int  # where the new lines start
+    new_offset: int
+    scan: TranscriptScan | None  # None: no new lines
+    report: ImportReport
+    session: _SessionRow | None = None  # where its usage goes
+    role: str = MAIN_ROLE
+    agent_type: str = MAIN_ROLE
+
+
+@dataclass
 class _Batch:
     """What the files of one transaction share: the resolver, sessions, what changed."""
 
     db: AsyncSession
     resolver: SessionResolver
-    sessions: dict[str, Session] = field(default_factory=dict)  # by slug
+    sessions: dict[str, _SessionRow] = field(default_factory=dict)  # by slug
+    created: set[uuid.UUID] = field(default_factory=set)  # top sessions this batch created
     changed: set[uuid.UUID] = field(default_factory=set)  # sessions whose totals to refresh
     # What the files saw of each session (span, names, metadata), written once at the end.
     activity: dict[uuid.UUID, SessionActivity] = field(default_factory=dict)
+    # Subagent types the batch's launches name, by agent id: a new child gets its type.
+    launched: dict[str, str] = field(default_factory=dict)
+    # Launches whose subagent's last response was completed before it was written.
+    completed: set[str] = field(default_factory=set)
 
     def seen(self, session_id: uuid.UUID) -> SessionActivity:
         """The activity recorded so far for a session of this batch."""
@@ -260,7 +332,8 @@ async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> l
     """Import the new lines of transcript files inside the caller's transaction.
 
     Meant for one session's files, subagents first (as `transcripts_under` orders them):
-    they share the session's rows, and its totals are refreshed once at the end.
+    they share the session's rows, their usage is de-duplicated together and written in
+    one statement per page of rows, and the totals are refreshed once at the end.
 
     Returns:
         What each file's import did, in order.
@@ -269,156 +342,159 @@ async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> l
         db, [str(transcript.path) for transcript in transcripts]
     )
     batch = _Batch(db, SessionResolver(db))
-    reports, done = [], []
+    files: list[_File] = []
+    done: list[TranscriptImport] = []
     for transcript in transcripts:
         row = claimed[str(transcript.path)]
-        identity, offset, lines, new_offset = await asyncio.to_thread(
-            _new_lines, transcript.path, row.byte_offset, row.file_identity
+        identity, offset, scan, new_offset = await asyncio.to_thread(
+            _read_new_lines, transcript.path, row.byte_offset, row.file_identity
         )
-        report = ImportReport()
-        reports.append(report)
-        if not lines:
-            report.unchanged += 1
+        file = _File(transcript, row, identity, offset, new_offset, scan, ImportReport())
+        files.append(file)
+        if scan is None:
+            file.report.unchanged += 1
             if row.file_identity != identity:
                 row.file_identity = identity
                 done.append(row)
             continue
-        records: list[dict[str, Any]] = []
-        for _, raw in lines:
-            record = parse_line(raw)
-            if record is None:
-                report.bad_lines += 1
-            elif isinstance(record, dict):
-                records.append(record)
-        report.lines += len(lines)
-        row.session_id = await _import_records(batch, transcript, records, report)
-        row.lines_read = (row.lines_read if offset else 0) + len(lines)
-        row.file_identity, row.byte_offset, row.last_imported_at = identity, new_offset, utcnow()
+        file.report.lines += scan.lines
+        file.report.bad_lines += scan.bad_lines
+        if transcript.kind == TranscriptKind.MAIN:
+            for launch in scan.launches:
+                if launch.agent_id and launch.subagent_type:
+                    batch.launched.setdefault(launch.agent_id, launch.subagent_type)
+    active = [file for file in files if file.scan is not None]
+    for file in active:
+        await _place(batch, file)
+    await _store_usage(batch, active)
+    for file in active:
+        assert file.scan is not None and file.session is not None
+        if file.transcript.kind == TranscriptKind.MAIN:
+            for launch in file.scan.launches:
+                if launch.agent_id:
+                    await _attach_launch(batch, file.session, launch)
+        _note_activity(batch, file)
+        row = file.row
+        row.session_id = file.session.id
+        row.lines_read = (row.lines_read if file.offset else 0) + file.scan.lines
+        row.file_identity, row.byte_offset = file.identity, file.new_offset
+        row.last_imported_at = utcnow()
         done.append(row)
+    reported = _reported_costs(batch)  # adds its sessions to batch.changed
     await record_session_activity(db, batch.activity)
-    await usage_records.refresh_usage_totals(db, batch.changed)
+    await usage_records.refresh_usage_totals(db, batch.changed, reported=reported or None)
     await transcript_imports.record_transcript_imports(db, done)
-    return reports
+    return [file.report for file in files]
 
 
-def _new_lines(
+def _read_new_lines(
     path: Path, offset: int, known_identity: str | None
-) -> tuple[str, int, list[tuple[int, bytes]], int]:
-    """(identity, offset read from, complete new lines, offset after them) of a file.
+) -> tuple[str, int, TranscriptScan | None, int]:
+    """(identity, offset read from, what the complete new lines hold, offset after them).
 
     A file replaced or truncated since `offset` is read again from the start (the usage
-    key forbids double counts); an unchanged one is not read at all.
+    key forbids double counts); an unchanged one is not read at all. None: no new line.
     """
     identity, size = file_identity(path)
     if known_identity != identity or size < offset:
         offset = 0
     if size == offset:
-        return identity, offset, [], offset
+        return identity, offset, None, offset
     lines, new_offset = read_complete_lines(path, offset)
-    return identity, offset, lines, new_offset
+    if not lines:
+        return identity, offset, None, new_offset
+    return identity, offset, scan_lines(raw for _, raw in lines), new_offset
 
 
-def parse_line(raw: bytes) -> Any:
-    """The JSON value of one transcript line, or None if it is not JSON.
-
-    pydantic-core's parser is a good deal faster than `json.loads` and gives the same
-    values; where it refuses a line (a byte-order mark, a lone surrogate escape, another
-    encoding), `json.loads` decides, so what counts as a bad line is unchanged.
-    """
-    try:
-        return from_json(raw)
-    except ValueError:
-        pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
-        return None
-
-
-async def _import_records(
-    batch: _Batch,
-    transcript: TranscriptFile,
-    records: list[dict[str, Any]],
-    report: ImportReport,
-) -> uuid.UUID:
-    db, resolver = batch.db, batch.resolver
-    facts = session_facts(records)
+async def _place(batch: _Batch, file: _File) -> None:
+    """Find or create the session a file's lines go to (its parent first), and its role."""
+    assert file.scan is not None
+    db, transcript = batch.db, file.transcript
+    facts = file.scan.facts
     slug = transcript.session_id[:255]
     parent = batch.sessions.get(slug) or await _existing_session(db, slug)
     if parent is None:
-        parent_id, project_id = await resolver.session(transcript.session_id, facts.cwd)
-        parent = await db.get(Session, parent_id)
-        assert parent is not None  # ensured just now, in this transaction
-    else:  # found: only its project (and a new project's row) is left to resolve
-        project_id = await resolver.project_id(facts.cwd)
+        parent = await _new_session(batch, slug, facts.cwd)
     batch.sessions[slug] = parent
-    session, role = parent, MAIN_ROLE
+    file.session, file.role = parent, MAIN_ROLE
     if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
-        session = await _child(batch, parent, project_id, transcript.agent_id, None)
+        kind = batch.launched.get(transcript.agent_id)
+        file.session = await _child(batch, parent, facts.cwd, transcript.agent_id, kind)
     elif transcript.kind == TranscriptKind.COMPACT:
-        role = COMPACT_ROLE
-    report.sessions.add(transcript.session_id)
-    name = session.name
-    if facts.slug and transcript.kind == TranscriptKind.MAIN and name is None:
-        name = facts.slug[:255]
-
-    entries = dedupe(
-        entry
-        for entry in map(parse_usage, (r for r in records if r.get("type") == "assistant"))
-        if entry is not None
-    )
-    report.responses += len(entries)
-    await _store_usage(db, session, _agent_type(session, role, name), role, entries)
-    batch.changed.add(session.id)
-    if transcript.kind == TranscriptKind.MAIN:
-        launches = [launch for launch in parse_subagent_launches(records) if launch.agent_id]
-        for launch in launches:
-            await _attach_launch(batch, session, project_id, launch)
-    seen = batch.seen(session.id)
-    seen.widen(facts.first_at, facts.last_at)
-    for key, value in (("claude_version", facts.version), ("git_branch", facts.git_branch)):
-        if value:
-            seen.metadata[key] = value
-    if name is not None:
-        seen.name = name
-    return session.id
+        file.role = COMPACT_ROLE
+    file.report.sessions.add(transcript.session_id)
+    file.agent_type = _agent_type(file.session, file.role, file.session.name)
 
 
-async def _existing_session(db: AsyncSession, slug: str) -> Session | None:
+async def _existing_session(db: AsyncSession, slug: str) -> _SessionRow | None:
     """The session with this slug, or None: one read where the resolver takes three."""
     try:
-        return await session_crud.get_session_by_slug(db, slug)
+        found = await session_crud.get_session_by_slug(db, slug)
     except NotFoundError:
         return None
+    row = _SessionRow.of(found)
+    db.expunge(found)
+    return row
+
+
+async def _load(db: AsyncSession, session_id: uuid.UUID) -> _SessionRow:
+    """A session known to exist (created or found just now, in this transaction)."""
+    found = await session_crud.get_session(db, session_id)
+    row = _SessionRow.of(found)
+    db.expunge(found)
+    return row
+
+
+async def _new_session(batch: _Batch, slug: str, cwd: str | None) -> _SessionRow:
+    """Create a Claude Code session not seen before (or find it, if one appeared since)."""
+    project_id = await batch.resolver.project_id(cwd)
+    values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
+    if project_id is not None:
+        values["project_id"] = project_id
+    if cwd:
+        values["working_dir"] = cwd[:4096]
+    session_id, created = (await session_crud.ensure_sessions(batch.db, [values]))[slug]
+    if not created:  # made by another transaction since we looked
+        return await _load(batch.db, session_id)
+    batch.created.add(session_id)
+    return _SessionRow(session_id, slug, None, None, None, project_id, None)
 
 
 async def _child(
     batch: _Batch,
-    parent: Session,
-    project_id: uuid.UUID | None,
+    parent: _SessionRow,
+    cwd: str | None,
     agent_id: str,
     agent_type: str | None,
-) -> Session:
+) -> _SessionRow:
     """A subagent's child session, created and linked to `parent` if it is not yet."""
     slug = subagent_slug(parent.session_slug, agent_id)[:255]
     child = batch.sessions.get(slug)
-    if child is None:
+    if child is not None:
+        return child
+    if parent.id not in batch.created:  # a parent created just now has no children yet
         child = await _existing_session(batch.db, slug)
         # Linked already: then the resolver has nothing to do, and two reads replace
         # its create-or-find and a link attempt the unique edge would refuse.
-        if child is None or not await relationship_crud.list_relationships(
+        if child is not None and await relationship_crud.list_relationships(
             batch.db, parent_session_id=parent.id, child_session_id=child.id
         ):
-            child_id = await batch.resolver.subagent(
-                parent.session_slug, agent_id, parent.id, project_id, agent_type
-            )
-            child = await batch.db.get(Session, child_id)
-            assert child is not None  # ensured just now, in this transaction
-        batch.sessions[slug] = child
+            batch.sessions[slug] = child
+            return child
+    project_id = parent.project_id or await batch.resolver.project_id(cwd)
+    child_id = await batch.resolver.subagent(
+        parent.session_slug, agent_id, parent.id, project_id, agent_type
+    )
+    if parent.id in batch.created:  # so the child is new too, with the resolver's values
+        name = (agent_type or "subagent")[:255]
+        child = _SessionRow(child_id, slug, name, None, parent.id, project_id, None)
+    else:
+        child = await _load(batch.db, child_id)
+    batch.sessions[slug] = child
     return child
 
 
-def _agent_type(session: Session, role: str, name: str | None) -> str:
+def _agent_type(session: _SessionRow, role: str, name: str | None) -> str:
     if role == COMPACT_ROLE:
         return COMPACT_ROLE
     if session.parent_session_id is not None:
@@ -426,50 +502,194 @@ def _agent_type(session: Session, role: str, name: str | None) -> str:
     return MAIN_ROLE
 
 
-async def _store_usage(
-    db: AsyncSession,
-    session: Session,
-    agent_type: str,
-    role: str,
-    entries: list[UsageEntry],
-) -> None:
-    agents: dict[str, uuid.UUID] = {}
-    for entry in entries:
-        if entry.model not in agents:
-            agents[entry.model] = agent_key(session.id, role, entry.model)
-    # The id `claude --resume` takes: only a top-level session has one.
-    resume = (
-        session.session_slug if role == MAIN_ROLE and session.parent_session_id is None else None
-    )
-    await usage_records.ensure_usage_agents(
-        db,
-        {
-            agent_id: AgentCreate(
-                session_id=session.id,
-                agent_type=agent_type[:64],
-                model=model[:128],
-                sdk_session_id=resume,
-                status=AgentStatus.COMPLETE,
-                agent_metadata={"source": SOURCE_APP, "role": role},
+def _resume_id(session: _SessionRow, role: str) -> str | None:
+    """The id `claude --resume` takes: only a top-level session's main agent has one."""
+    return session.session_slug if role == MAIN_ROLE and session.parent_session_id is None else None
+
+
+async def _store_usage(batch: _Batch, files: list[_File]) -> None:
+    """Count each response of the batch's files once, against the stored ones too.
+
+    The files' responses are de-duplicated together (`dedupe`: the main conversation's
+    line beats a sidechain's, then the larger total; a sidechain's replay of a known
+    message is the same response), then compared with the stored responses of the same
+    message ids, by the same rule: a stored line that loses to a new one is deleted (a
+    replay that came first), a new one that loses is not written. What is left is priced
+    and written in one statement per page of rows; a stored response of the same key
+    keeps the larger count (see `add_usage_records`).
+    """
+    db = batch.db
+    origin: dict[int, _File] = {}
+    entries: list[UsageEntry] = []
+    for file in files:
+        assert file.scan is not None
+        for entry in file.scan.usage:
+            origin[id(entry)] = file
+            entries.append(entry)
+    winners = dedupe(entries)
+    stored: dict[str, list[usage_records.StoredUsage]] = {}
+    for found in await usage_records.find_usage_records(
+        db, {entry.message_id for entry in winners if entry.message_id}
+    ):
+        stored.setdefault(found.message_id, []).append(found)
+    displaced: dict[uuid.UUID, uuid.UUID] = {}  # stored record id -> its session
+    kept: list[UsageEntry] = []
+    for entry in winners:
+        verdict = _against_stored(entry, stored.get(entry.message_id, ()))
+        if verdict is None:
+            continue  # a replay of a response stored already
+        displaced.update((record.id, record.session_id) for record in verdict)
+        kept.append(entry)
+    completions = _completions(batch, files, kept, origin)
+    agents: dict[tuple[uuid.UUID, str, str], tuple[uuid.UUID, AgentCreate]] = {}
+    rows: list[dict[str, Any]] = []
+    for entry in kept:
+        file = origin[id(entry)]
+        file.report.responses += 1
+        session = file.session
+        assert session is not None
+        key = (session.id, file.role, entry.model)
+        if key not in agents:
+            agents[key] = (
+                agent_key(session.id, file.role, entry.model),
+                _agent_create(session, file.agent_type, entry.model, file.role),
             )
-            for model, agent_id in agents.items()
-        },
-    )
-    # A response seen again (a replay, or a later line of it) keeps its first session
-    # and agent; only a line with more tokens replaces the counts (see add_usage_records).
-    await usage_records.add_usage_records(
-        db,
-        [
-            _usage_row(
-                entry,
-                session.id,
-                agents[entry.model],
-                price_usage(
-                    entry.model, entry.usage, entry.reported_cost_usd, at=entry.occurred_at
-                ),
+        final = completions.get(id(entry))
+        if final is None:
+            cost = price_usage(
+                entry.model, entry.usage, entry.reported_cost_usd, at=entry.occurred_at
             )
-            for entry in entries
-        ],
+        else:  # the subagent's last response, in full: priced from the result's usage
+            entry = replace(entry, output_tokens=_final_counts(final)["output_tokens"])
+            cost = price_usage(entry.model, final, entry.reported_cost_usd, at=entry.occurred_at)
+        rows.append(_usage_row(entry, session.id, agents[key][0], cost))
+    for file in files:
+        assert file.session is not None
+        batch.changed.add(file.session.id)
+        state = file.scan.cost_state if file.scan is not None else None
+        if file.transcript.kind == TranscriptKind.MAIN and state is not None:
+            for model in state.models:
+                key = (file.session.id, MAIN_ROLE, model)
+                if key not in agents:  # a model the transcripts may not show carries its cost
+                    agents[key] = (
+                        agent_key(file.session.id, MAIN_ROLE, model),
+                        _agent_create(file.session, MAIN_ROLE, model, MAIN_ROLE),
+                    )
+    await usage_records.ensure_usage_agents(db, dict(agents.values()))
+    if displaced:
+        await usage_records.delete_usage_records(db, displaced)
+        batch.changed.update(displaced.values())
+    # A response seen again (a later line of it) keeps its first session and agent; only
+    # a line with more tokens replaces the counts (see add_usage_records).
+    await usage_records.add_usage_records(db, rows, return_ids=False)
+
+
+def _completions(
+    batch: _Batch, files: list[_File], kept: list[UsageEntry], origin: dict[int, _File]
+) -> dict[int, dict[str, Any]]:
+    """The full usage of subagents' last responses this batch holds, by entry (its id()).
+
+    A Task/Agent result in the parent reports the subagent's last response in full,
+    where the subagent's own last line often has a streaming placeholder for its output.
+    Done here, before the write, where the subagent's whole transcript is in the batch
+    (its file new, read from the start); otherwise `_complete_last_response` finds the
+    stored response afterwards. Either way: the latest response with the result's input
+    counts gets its output count, if that is larger.
+    """
+    whole = {
+        file.session.id
+        for file in files
+        if file.transcript.kind == TranscriptKind.SUBAGENT
+        and file.session is not None
+        and file.offset == 0
+        and file.row.lines_read == 0
+    }
+    if not whole:
+        return {}
+    completions: dict[int, dict[str, Any]] = {}
+    for file in files:
+        if file.transcript.kind != TranscriptKind.MAIN or file.scan is None:
+            continue
+        assert file.session is not None
+        for launch in file.scan.launches:
+            if not launch.agent_id or not launch.final_usage:
+                continue
+            child = batch.sessions.get(
+                subagent_slug(file.session.session_slug, launch.agent_id)[:255]
+            )
+            if child is None or child.id not in whole:
+                continue
+            counts = _final_counts(launch.final_usage)
+            last: UsageEntry | None = None
+            for entry in kept:  # the latest with these input counts; the last on a tie
+                if (
+                    origin[id(entry)].session is child
+                    and entry.input_tokens == counts["input_tokens"]
+                    and entry.cache_creation_tokens == counts["cache_creation_input_tokens"]
+                    and entry.cache_read_tokens == counts["cache_read_input_tokens"]
+                    and (last is None or _not_earlier(entry.occurred_at, last.occurred_at))
+                ):
+                    last = entry
+            batch.completed.add(launch.tool_use_id)
+            if last is not None and counts["output_tokens"] > last.output_tokens:
+                completions[id(last)] = launch.final_usage
+    return completions
+
+
+def _not_earlier(at: datetime | None, than: datetime | None) -> bool:
+    """Whether `at` comes at or after `than`, an unknown time before every known one."""
+    if at is None:
+        return than is None
+    return than is None or at >= than
+
+
+def _final_counts(usage: Mapping[str, Any]) -> dict[str, int]:
+    """The four counts of a Task result's usage (0 where one is not a number)."""
+    return {
+        key: value if isinstance(value := usage.get(key), int) else 0
+        for key in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        )
+    }
+
+
+def _against_stored(
+    entry: UsageEntry, stored: Iterable[usage_records.StoredUsage]
+) -> list[usage_records.StoredUsage] | None:
+    """The stored records a new response displaces, or None where a stored one beats it.
+
+    A stored record is a sidechain's when its session is a subagent's or its agent a
+    compaction run's (those are the files whose lines say `isSidechain`). One of the same
+    key and the same kind is left to the upsert (the larger count wins there).
+    """
+    displaced = []
+    for record in stored:
+        sidechain = record.in_child_session or record.agent_type == COMPACT_ROLE
+        same_key = record.request_id == entry.request_id[:255]
+        if not same_key and not (sidechain or entry.is_sidechain):
+            continue  # two responses of the main conversation that share a message id
+        if sidechain != entry.is_sidechain:
+            if entry.is_sidechain:
+                return None  # the main conversation's line is stored: this is its replay
+            displaced.append(record)  # a replay stored first: this line is the response
+        elif not same_key:  # two sidechains' copies of one message: the larger stays
+            if record.total_tokens >= entry.total_tokens:
+                return None
+            displaced.append(record)
+    return displaced
+
+
+def _agent_create(session: _SessionRow, agent_type: str, model: str, role: str) -> AgentCreate:
+    return AgentCreate(
+        session_id=session.id,
+        agent_type=agent_type[:64],
+        model=model[:128],
+        sdk_session_id=_resume_id(session, role),
+        status=AgentStatus.COMPLETE,
+        agent_metadata={"source": SOURCE_APP, "role": role},
     )
 
 
@@ -495,13 +715,162 @@ def _usage_row(
     }
 
 
-async def _attach_launch(
-    batch: _Batch, parent: Session, project_id: uuid.UUID | None, launch: SubagentLaunch
-) -> None:
+def _note_activity(batch: _Batch, file: _File) -> None:
+    """What a file says of its session: span, version, branch, names, links, settings, cost.
+
+    Names rank as `Names.best` says (a user's custom title, then the AI title, then a
+    summary; the latest of each kind), across imports: each kind's latest is kept in
+    the session's metadata, so a later AI title never hides an earlier custom title.
+    Without any, a main transcript's Claude Code slug names a session that has no name.
+    """
+    assert file.scan is not None and file.session is not None
+    scan, session = file.scan, file.session
+    seen = batch.seen(session.id)
+    seen.widen(scan.facts.first_at, scan.facts.last_at)
+    metadata = seen.metadata
+    for key, value in (
+        ("claude_version", scan.facts.version),
+        ("git_branch", scan.facts.git_branch),
+    ):
+        if value:
+            metadata[key] = value
+    if file.transcript.kind != TranscriptKind.MAIN:
+        return
+    stored = {**(session.session_metadata or {}), **metadata}
+    names = _stored_names(stored).then(scan.names)
+    if names != Names():
+        metadata[NAMES_KEY] = {
+            kind: value
+            for kind, value in (
+                ("custom_title", names.custom_title),
+                ("ai_title", names.ai_title),
+                ("summary", names.summary),
+            )
+            if value
+        }
+    if names.best:
+        seen.name = names.best
+    elif scan.facts.slug and session.name is None and seen.name is None:
+        seen.name = scan.facts.slug[:255]
+    if scan.pull_requests:
+        metadata[PULL_REQUESTS_KEY] = _merged_links(
+            stored.get(PULL_REQUESTS_KEY), scan.pull_requests
+        )
+    metadata.update(scan.settings)
+    state = scan.cost_state
+    if state is not None and state.at is None:
+        # No timestamp on or before the line in what was read: as of the session's last
+        # activity before this import.
+        state = replace(state, at=session.last_activity_at)
+    if state is not None:
+        previous = stored.get(COST_STATE_KEY)
+        if not _is_later(previous, state):
+            return
+        metadata[COST_STATE_KEY] = _cost_state_metadata(state)
+
+
+def _stored_names(metadata: dict[str, Any]) -> Names:
+    kept = metadata.get(NAMES_KEY)
+    if not isinstance(kept, dict):
+        return Names()
+
+    def text(name: str) -> str | None:
+        value = kept.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return Names(text("custom_title"), text("ai_title"), text("summary"))
+
+
+def _merged_links(stored: Any, new: list[PullRequest]) -> list[dict[str, Any]]:
+    """Stored pull request links updated by new ones (one per URL, else repository and number)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for item in stored if isinstance(stored, list) else []:
+        if isinstance(item, dict):
+            link = PullRequest(item.get("number"), item.get("url"), item.get("repository"))
+            merged[link.key] = item
+    for link in new:
+        merged[link.key] = {"number": link.number, "url": link.url, "repository": link.repository}
+    return list(merged.values())
+
+
+def _is_later(previous: Any, state: CostState) -> bool:
+    """Whether `state` replaces the cost state kept already (running totals: the latest)."""
+    if not isinstance(previous, dict) or state.at is None:
+        return True
+    before = previous.get("at")
+    try:
+        return not isinstance(before, str) or datetime.fromisoformat(before) <= state.at
+    except ValueError:
+        return True
+
+
+def _cost_state_metadata(state: CostState) -> dict[str, Any]:
+    """A cost state as JSON: amounts as decimal text (exact), counts as numbers."""
+    return {
+        "total_cost_usd": None if state.total_cost_usd is None else str(state.total_cost_usd),
+        "at": state.at.isoformat() if state.at else None,
+        "models": {
+            model: {
+                "cost_usd": str(figures.cost_usd),
+                "input_tokens": figures.input_tokens,
+                "output_tokens": figures.output_tokens,
+                "cache_read_tokens": figures.cache_read_tokens,
+                "cache_creation_tokens": figures.cache_creation_tokens,
+            }
+            for model, figures in state.models.items()
+        },
+    }
+
+
+def _reported_costs(batch: _Batch) -> dict[uuid.UUID, usage_records.ReportedCosts]:
+    """The client's reported costs of the batch's top sessions, from their metadata.
+
+    Each model's cost is carried by the session's main agent of that model where no
+    record shows it; a model an earlier cost state named and the latest does not has
+    that agent brought back to its records.
+    """
+    reported: dict[uuid.UUID, usage_records.ReportedCosts] = {}
+    for session in batch.sessions.values():
+        if session.parent_session_id is not None:
+            continue
+        stored = session.session_metadata or {}
+        merged = {**stored, **batch.seen(session.id).metadata}
+        before, now = _reported_models(stored), _reported_models(merged)
+        if not before and not now:
+            continue
+        state = merged.get(COST_STATE_KEY)
+        at = state.get("at") if isinstance(state, dict) else None
+        try:
+            as_of = datetime.fromisoformat(at) if isinstance(at, str) else None
+        except ValueError:
+            as_of = None
+        reported[session.id] = usage_records.ReportedCosts(
+            now,
+            as_of,
+            {model: agent_key(session.id, MAIN_ROLE, model) for model in {*before, *now}},
+        )
+        batch.changed.add(session.id)
+    return reported
+
+
+def _reported_models(metadata: dict[str, Any]) -> dict[str, Decimal]:
+    """The per-model costs of a session's kept cost state ({} without one)."""
+    state = metadata.get(COST_STATE_KEY)
+    models = state.get("models") if isinstance(state, dict) else None
+    costs: dict[str, Decimal] = {}
+    for model, figures in (models if isinstance(models, dict) else {}).items():
+        try:
+            costs[model] = Decimal(str(figures["cost_usd"]))
+        except (TypeError, KeyError, ValueError, ArithmeticError):
+            continue
+    return costs
+
+
+async def _attach_launch(batch: _Batch, parent: _SessionRow, launch: SubagentLaunch) -> None:
     """Name and describe a subagent's child session, and complete its last response."""
     assert launch.agent_id is not None
     db = batch.db
-    child = await _child(batch, parent, project_id, launch.agent_id, launch.subagent_type)
+    child = await _child(batch, parent, None, launch.agent_id, launch.subagent_type)
     name, title = child.name, child.title
     if launch.subagent_type and name in (None, "subagent"):
         name = launch.subagent_type[:255]
@@ -509,7 +878,9 @@ async def _attach_launch(
             await agent_crud.update_agent(db, agent.id, {"agent_type": launch.subagent_type[:64]})
     if launch.description and title is None:
         title = launch.description[:500]
-    if await _complete_last_response(db, child.id, launch.final_usage):
+    if launch.tool_use_id not in batch.completed and await _complete_last_response(
+        db, child.id, launch.final_usage
+    ):
         batch.changed.add(child.id)
     seen = batch.seen(child.id)
     if name is not None and name != child.name:
@@ -528,15 +899,7 @@ async def _complete_last_response(
     """
     if not usage:
         return False
-    counts = {
-        key: usage.get(key) if isinstance(usage.get(key), int) else 0
-        for key in (
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        )
-    }
+    counts = _final_counts(usage)
     last = await usage_records.get_latest_usage_record(
         db,
         child_id,
@@ -552,7 +915,8 @@ async def _complete_last_response(
         cost = price_usage(last.model, usage, None, at=last.occurred_at)
     await usage_records.add_usage_records(
         db,
-        [
+        return_ids=False,
+        rows=[
             UsageRecordCreate(
                 session_id=last.session_id,
                 agent_id=last.agent_id,

@@ -11,6 +11,15 @@ Decimal operations in the same order, so the same result to the last digit, tier
 included). Anything the plan does not cover (float or Decimal counts, an extractor or a
 price it does not recognise, a genai-prices whose internals moved) goes through
 genai-prices itself, and `tests/test_claude_pricing.py` checks the two agree.
+
+Fast mode (`usage.speed == "fast"`) is billed at a premium that genai-prices' usage
+extraction does not apply: it never reads `speed`. Where genai-prices' data carries a
+`speed: fast` price variant for the model (Opus 4.8, Opus 5, Opus 5.5, Fable 5.2 and
+Mythos 5.2 in genai-prices 0.2.3), that price is used, selected with genai-prices' own
+`price_context`. Its data has no fast price for the two older models that had fast mode,
+Opus 4.6 and Opus 4.7; for those the list price is multiplied by Anthropic's documented
+multiplier (`FAST_MULTIPLIERS`). Fast usage of any other model is left unpriced rather
+than priced at the standard rate.
 """
 
 from __future__ import annotations
@@ -25,7 +34,14 @@ from functools import lru_cache
 from numbers import Integral
 from typing import Any
 
-__all__ = ["Cost", "clear_price_cache", "normalize_model", "price_usage"]
+__all__ = [
+    "FAST_MULTIPLIERS",
+    "Cost",
+    "NoFastPriceError",
+    "clear_price_cache",
+    "normalize_model",
+    "price_usage",
+]
 
 # Bedrock: "us.anthropic.", "eu.anthropic.", "apac.anthropic.", "global.anthropic.", "anthropic."
 _BEDROCK_PREFIX = re.compile(r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.")
@@ -35,6 +51,32 @@ _BEDROCK_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 # The provider whose price list a Claude model is looked up in: Anthropic's own prices,
 # whichever cloud served the request (the model id is normalised to Anthropic's first).
 PROVIDER = "anthropic"
+
+# Fast mode's premium over the standard price, for the models genai-prices has no fast
+# price for (keyed by genai-prices' model id). Source: Anthropic's fast mode
+# documentation, https://platform.claude.com/docs/en/build-with-claude/fast-mode#pricing
+# (February 2026): "Fast mode is priced at 6x standard Opus rates", $30 / $150 per million
+# input / output tokens for Opus 4.6 (6x $5 / $25; 6x the long-context tier's $10 / $37.50
+# above 200k input tokens), and "fast mode pricing stacks with other pricing modifiers",
+# so the prompt-caching multipliers apply on top: the whole price is multiplied. Opus 4.7
+# was offered at the same 6x rates until its fast mode was removed on 2026-07-24
+# (https://code.claude.com/docs/en/fast-mode). Models whose fast price genai-prices
+# carries are priced by genai-prices and need no entry here.
+FAST_MULTIPLIERS: dict[str, Decimal] = {
+    "claude-opus-4-6": Decimal(6),
+    "claude-opus-4-7": Decimal(6),
+}
+FAST = "fast"
+_FAST_CONTEXT = {"speed": FAST}
+
+
+class NoFastPriceError(ValueError):
+    """Fast mode usage of a model whose fast price is not known: left unpriced.
+
+    A ValueError (this usage cannot be priced), not a LookupError: the model itself is
+    known, and its standard usage stays priced.
+    """
+
 
 # Normalised models genai-prices does not know, so a long import does not search for them
 # once per line.
@@ -97,8 +139,10 @@ def price_usage(
     """Price one API response's usage: the reported cost if any, else genai-prices' list price.
 
     `usage` is Anthropic's usage dict (input_tokens, output_tokens, cache_creation_input_tokens,
-    cache_read_input_tokens, cache_creation{ephemeral_5m/1h_input_tokens}). `at` is when the
-    request was made, for prices that changed over time (None: today's price).
+    cache_read_input_tokens, cache_creation{ephemeral_5m/1h_input_tokens}, speed). `at` is
+    when the request was made, for prices that changed over time (None: today's price).
+    `speed: "fast"` is priced at fast mode's premium (see the module docstring), or left
+    unpriced for a model whose fast price is not known.
     """
     reported = _reported(reported_usd)
     if reported is not None:
@@ -107,8 +151,9 @@ def price_usage(
     name = normalize_model(model) if isinstance(model, str) else ""
     if not name or name in _UNKNOWN_MODELS or not isinstance(usage, Mapping):
         return Cost(None, "unpriced", estimate=True)
+    fast = usage.get("speed") == FAST
     try:
-        total = _list_price(name, usage, at)
+        total = _list_price(name, usage, at, fast=fast)
     except LookupError:
         _UNKNOWN_MODELS.add(name)
         return Cost(None, "unpriced", estimate=True)
@@ -125,11 +170,17 @@ def clear_price_cache() -> None:
         _UNKNOWN_MODELS.clear()
 
 
-def genai_list_price(name: str, usage: Mapping[str, Any], at: datetime | None) -> Decimal:
+def genai_list_price(
+    name: str, usage: Mapping[str, Any], at: datetime | None, *, fast: bool = False
+) -> Decimal:
     """The list price of one response as genai-prices computes it, with no cache of ours.
+
+    With `fast`, genai-prices' `speed: fast` price variant of the model, where it has one
+    in force at `at`, else the standard price times `FAST_MULTIPLIERS`.
 
     Raises:
         LookupError: genai-prices does not know the model.
+        NoFastPriceError: `fast`, and no fast price of the model is known.
         ValueError: The usage cannot be priced (a missing, negative or non-number count).
     """
     import genai_prices  # deferred: slow to import
@@ -137,10 +188,32 @@ def genai_list_price(name: str, usage: Mapping[str, Any], at: datetime | None) -
     extracted = genai_prices.extract_usage(
         {"model": name, "usage": dict(usage)}, provider_id=PROVIDER
     )
-    return extracted.calc_price(genai_request_timestamp=at).total_price
+    if not fast:
+        return extracted.calc_price(genai_request_timestamp=at).total_price
+    when = at or datetime.now(tz=UTC)
+    if _fast_variants(extracted.model, when):
+        return extracted.calc_price(
+            genai_request_timestamp=when, price_context=_FAST_CONTEXT
+        ).total_price
+    multiplier = FAST_MULTIPLIERS.get(extracted.model.id)
+    if multiplier is None:
+        raise NoFastPriceError(f"no fast mode price known for {name}")
+    return extracted.calc_price(genai_request_timestamp=when).total_price * multiplier
 
 
-def _list_price(name: str, usage: Mapping[str, Any], at: datetime | None) -> Decimal:
+def _fast_variants(model: Any, at: datetime) -> tuple[Any, ...]:
+    """The model's `speed: fast` price variants in force at `at`, as genai-prices picks them."""
+    return tuple(
+        variant
+        for variant in getattr(model, "price_variants", None) or ()
+        if (variant.constraint is None or variant.constraint.active(at))
+        and all(_FAST_CONTEXT.get(key) == value for key, value in variant.when.items())
+    )
+
+
+def _list_price(
+    name: str, usage: Mapping[str, Any], at: datetime | None, *, fast: bool = False
+) -> Decimal:
     """The list price of one response: from the model's cached plan, else from genai-prices."""
     from genai_prices import data_snapshot  # deferred: slow to import
 
@@ -152,14 +225,16 @@ def _list_price(name: str, usage: Mapping[str, Any], at: datetime | None) -> Dec
             entry = _ModelPrices(snapshot, name, PROVIDER)  # LookupError for an unknown model
             _MODELS[key] = entry
     if entry.extraction is None:
-        return genai_list_price(name, usage, at)
+        return genai_list_price(name, usage, at, fast=fast)
     counts = entry.extract(usage)
     if counts is None:  # counts that are not plain ints: genai-prices' own arithmetic
-        return genai_list_price(name, usage, at)
-    plan = entry.plan(at or datetime.now(tz=UTC))
-    if plan is None:
-        return genai_list_price(name, usage, at)
-    return plan.total(counts)
+        return genai_list_price(name, usage, at, fast=fast)
+    found = entry.plan(at or datetime.now(tz=UTC), fast=fast)
+    if found is None:
+        return genai_list_price(name, usage, at, fast=fast)
+    plan, multiplier = found
+    total = plan.total(counts)
+    return total if multiplier is None else total * multiplier
 
 
 # --- The cache --------------------------------------------------------------------------------
@@ -186,7 +261,9 @@ class _ModelPrices:
         # What genai-prices' extract_usage would find; raises LookupError if unknown.
         _, self.model = snapshot.find_provider_model(name, provider, None, None)
         self.provider = provider
-        self._plans: dict[int, tuple[Any, _PricePlan | None]] = {}
+        self._plans: dict[
+            tuple[int, tuple[int, ...]], tuple[Any, tuple[Any, ...], _PricePlan | None]
+        ] = {}
         try:
             self.extraction: tuple[_Mapping, ...] | None = _extraction(provider, name)
         except (_Unsupported, AttributeError, ImportError, TypeError, StopIteration):
@@ -221,21 +298,41 @@ class _ModelPrices:
             raise ValueError("no usage information found")
         return values
 
-    def plan(self, at: datetime) -> _PricePlan | None:
-        """The plan of the price in force at `at`, built the first time it is needed."""
+    def plan(self, at: datetime, *, fast: bool = False) -> tuple[_PricePlan, Decimal | None] | None:
+        """The plan of the price in force at `at` and a multiplier to apply to its total.
+
+        Built the first time it is needed. None where the plan does not model the price
+        (genai-prices prices it then). With `fast`, the plan of the model's fast price
+        variant, or of its standard price with `FAST_MULTIPLIERS`' multiplier.
+
+        Raises:
+            NoFastPriceError: `fast`, and no fast price of this model is known.
+        """
         # No price context: genai-prices returns one of the model's own ModelPrice
         # objects, the same object for every request of one price period.
         price = self.model.get_prices(at)
-        found = self._plans.get(id(price))
-        if found is not None and found[0] is price:
-            return found[1]
-        try:
-            plan: _PricePlan | None = _PricePlan(price)
-        except (_Unsupported, AttributeError, ImportError, TypeError, KeyError):
-            plan = None
-        with _LOCK:
-            self._plans[id(price)] = (price, plan)  # holding `price` keeps its id unique
-        return plan
+        multiplier: Decimal | None = None
+        variants: tuple[Any, ...] = ()
+        if fast:
+            variants = _fast_variants(self.model, at)
+            if not variants:
+                multiplier = FAST_MULTIPLIERS.get(self.model.id)
+                if multiplier is None:
+                    raise NoFastPriceError(f"no fast mode price known for {self.model.id}")
+        # A price with a context is a new copy per call: keyed by what it is made of.
+        key = (id(price), tuple(id(variant) for variant in variants))
+        found = self._plans.get(key)
+        if found is not None and found[0] is price and found[1] == variants:
+            plan = found[2]
+        else:
+            resolved = self.model.get_prices(at, _FAST_CONTEXT) if variants else price
+            try:
+                plan = _PricePlan(resolved)
+            except (_Unsupported, AttributeError, ImportError, TypeError, KeyError):
+                plan = None
+            with _LOCK:  # holding `price` and the variants keeps their ids unique
+                self._plans[key] = (price, variants, plan)
+        return None if plan is None else (plan, multiplier)
 
 
 def _extraction(provider: Any, name: str) -> tuple[_Mapping, ...]:

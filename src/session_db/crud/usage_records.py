@@ -4,13 +4,16 @@ A response is keyed by (message_id, request_id) and keeps the counts of the line
 most tokens: Claude Code writes one response as several lines whose early ones carry a
 streaming placeholder, and replays responses into other files. The per-session and
 per-agent totals (`refresh_usage_totals`) are derived from the records, so reports that
-read sessions and agents include them.
+read sessions and agents include them; where the client reported its own cost of a
+session tree per model (`ReportedCosts`), that cost is the total instead of the estimates.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -31,15 +34,19 @@ from session_db.crud._base import (
     translating_errors,
     upsert_insert,
 )
-from session_db.crud._bulk import excluded, insert_rows
+from session_db.crud._bulk import BULK_PAGE, excluded, insert_rows
 from session_db.models import Agent, AgentCreate, Session, UsageRecord
 from session_db.models.base import TOKEN_COLUMNS, new_id, to_money, utcnow
-from session_db.models.usage import UsageRecordCreate
+from session_db.models.usage import CostSource, UsageRecordCreate
 
 __all__ = [
+    "ReportedCosts",
+    "StoredUsage",
     "UsageKey",
     "add_usage_records",
+    "delete_usage_records",
     "ensure_usage_agents",
+    "find_usage_records",
     "get_latest_usage_record",
     "get_usage_record",
     "list_usage_records",
@@ -57,8 +64,13 @@ _CHANGED = (*TOKEN_COLUMNS, "cost", "cost_source", "cost_is_estimate", "updated_
 UsageKey = tuple[str, str]  # (message_id, request_id)
 
 
+@functools.cache
 def _keep_the_larger() -> tuple[dict[str, Any], Any]:
-    """The DO UPDATE of a response seen again: its new counts, if they are larger."""
+    """The DO UPDATE of a response seen again: its new counts, if they are larger.
+
+    Built once: each `excluded(...)` is a new table object, so a statement built anew
+    per call would be a new entry in SQLAlchemy's statement cache, compiled every time.
+    """
     new, old = excluded(_TABLE), _TABLE.c
     new_total = sum(new[column] for column in TOKEN_COLUMNS)
     old_total = sum(old[column] for column in TOKEN_COLUMNS)
@@ -67,7 +79,10 @@ def _keep_the_larger() -> tuple[dict[str, Any], Any]:
 
 @translating_errors(ENTITY)
 async def add_usage_records(
-    db: AsyncSession, rows: Iterable[UsageRecordCreate | Mapping[str, Any]]
+    db: AsyncSession,
+    rows: Iterable[UsageRecordCreate | Mapping[str, Any]],
+    *,
+    return_ids: bool = True,
 ) -> dict[UsageKey, uuid.UUID]:
     """Record many responses' usage; a response already stored keeps the larger count.
 
@@ -75,10 +90,16 @@ async def add_usage_records(
     first on a tie). A stored response is updated only by a row with more tokens than it
     has, and then only its counts and cost change. One statement per page of rows.
     No SAVEPOINT (it would double the statements of a small batch): after a refusal the
-    caller rolls its transaction back, as `get_async_session` does.
+    caller rolls its transaction back, as `get_async_session` does. Each row is
+    validated once, here.
+
+    Args:
+        return_ids: Return the ids written. Without them the write is cheaper (SQLite
+            takes the rows as one executemany; PostgreSQL returns nothing).
 
     Returns:
-        {(message_id, request_id): id} of the records inserted or updated.
+        {(message_id, request_id): id} of the records inserted or updated; {} when
+        `return_ids` is False.
 
     Raises:
         InvalidInputError: A row is invalid (the message names its index and field), or
@@ -95,7 +116,7 @@ async def add_usage_records(
         return {}
     now = utcnow()
     values = [
-        {**_plain(record), "id": new_id(), "created_at": now, "updated_at": now}
+        {**_fields(record), "id": new_id(), "created_at": now, "updated_at": now}
         for record in kept.values()
     ]
     update, larger = _keep_the_larger()
@@ -109,11 +130,94 @@ async def add_usage_records(
             skip_conflicts_on=["message_id", "request_id"],
             update_on_conflict=update,
             conflict_where=larger,
-            returning=["message_id", "request_id", "id"],
+            returning=["message_id", "request_id", "id"] if return_ids else (),
         )
     except sa.exc.IntegrityError as error:
         raise integrity_error(error, ENTITY, _TABLE.name) from error
     return {(message_id, request_id): record_id for message_id, request_id, record_id in rows}
+
+
+_RECORD_FIELDS = tuple(UsageRecordCreate.model_fields)
+
+
+def _fields(record: UsageRecordCreate) -> dict[str, Any]:
+    """A validated record's fields as column values (the cost source as plain text).
+
+    Read off the instance rather than through `model_dump`, which costs several times
+    more per row and gives the same values for these scalar fields.
+    """
+    values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    values["cost_source"] = CostSource(values["cost_source"]).value
+    return values
+
+
+@dataclass(frozen=True)
+class StoredUsage:
+    """A stored response as the de-duplication of a new batch needs to see it."""
+
+    id: uuid.UUID
+    message_id: str
+    request_id: str
+    session_id: uuid.UUID
+    agent_id: uuid.UUID | None
+    agent_type: str | None  # its agent's, None without one
+    in_child_session: bool  # its session has a parent (a subagent's session, say)
+    total_tokens: int
+
+
+@translating_errors(ENTITY)
+async def find_usage_records(db: AsyncSession, message_ids: Iterable[str]) -> list[StoredUsage]:
+    """Return the stored responses with any of these message ids, whatever their request id.
+
+    One statement per page of ids. A replayed response can come back under a new request
+    id, so the caller compares the stored ones with the new ones before writing.
+    """
+    wanted = sorted(set(message_ids))
+    found: list[StoredUsage] = []
+    total = sum((_TABLE.c[column] for column in TOKEN_COLUMNS), sa.literal(0))
+    for start in range(0, len(wanted), BULK_PAGE):
+        statement = (
+            sa.select(
+                _TABLE.c.id,
+                _TABLE.c.message_id,
+                _TABLE.c.request_id,
+                _TABLE.c.session_id,
+                _TABLE.c.agent_id,
+                _AGENTS.c.agent_type,
+                _SESSIONS.c.parent_session_id.is_not(None),
+                total,
+            )
+            .select_from(
+                _TABLE.join(_SESSIONS, _SESSIONS.c.id == _TABLE.c.session_id).outerjoin(
+                    _AGENTS, _AGENTS.c.id == _TABLE.c.agent_id
+                )
+            )
+            .where(_TABLE.c.message_id.in_(wanted[start : start + BULK_PAGE]))
+        )
+        rows = (await (await db.connection()).execute(statement)).all()
+        found.extend(
+            StoredUsage(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), int(row[7]))
+            for row in rows
+        )
+    return found
+
+
+@translating_errors(ENTITY)
+async def delete_usage_records(db: AsyncSession, record_ids: Iterable[uuid.UUID]) -> int:
+    """Delete usage records by id (a replay found to be another file's response); the count.
+
+    One statement per page of ids. The totals of their sessions are stale until the
+    caller refreshes them (`refresh_usage_totals`).
+    """
+    wanted = sorted(set(record_ids))
+    deleted = 0
+    connection = await db.connection()
+    for start in range(0, len(wanted), BULK_PAGE):
+        result = await connection.execute(
+            sa.delete(_TABLE).where(_TABLE.c.id.in_(wanted[start : start + BULK_PAGE]))
+        )
+        deleted += result.rowcount
+    return deleted
 
 
 @translating_errors(ENTITY)
@@ -231,8 +335,31 @@ async def ensure_usage_agents(
     return {agent_id for (agent_id,) in result.all()}
 
 
+@dataclass(frozen=True)
+class ReportedCosts:
+    """The client's own cost of a session tree (a session and every session below it).
+
+    Attributes:
+        costs: USD per model: what the tree's responses of that model cost, by the client.
+        as_of: The figures cover the responses up to this time (None: all of them);
+            later ones (a session resumed, or still running) add their own costs.
+        agents: Per model, the agent that carries its cost where the tree holds no record
+            of that model (a request the transcripts do not show). One named for a model
+            without a cost here (an earlier report's) goes back to its records' sums.
+    """
+
+    costs: Mapping[str, Decimal]
+    as_of: datetime | None = None
+    agents: Mapping[str, uuid.UUID] = field(default_factory=dict)
+
+
 @translating_errors(ENTITY)
-async def refresh_usage_totals(db: AsyncSession, session_ids: Iterable[uuid.UUID]) -> None:
+async def refresh_usage_totals(
+    db: AsyncSession,
+    session_ids: Iterable[uuid.UUID],
+    *,
+    reported: Mapping[uuid.UUID, ReportedCosts] | None = None,
+) -> None:
     """Set sessions' and their agents' token and cost totals from their usage records.
 
     An agent gets its records' sums, its response count as `num_turns` and, in its
@@ -241,12 +368,79 @@ async def refresh_usage_totals(db: AsyncSession, session_ids: Iterable[uuid.UUID
     for any number of sessions, then one UPDATE per table (an executemany). Rows this
     `db` has loaded get their totals on the loaded object instead, written by the flush
     at the end together with whatever else changed on them: one UPDATE, not two.
+
+    `reported` maps a root session to the client's own costs of its tree. For each of its
+    models, the tree's cost is the reported cost (plus the estimates of responses after
+    `as_of`), split over the tree's agents in proportion to their estimates (their tokens
+    where no estimate is above zero, else all to the model's agent in `agents`), exactly
+    to the last digit; those agents' metadata say `cost_source: reported`. Token totals
+    stay the records' sums. The whole tree is refreshed, whichever of its sessions were
+    given: a few more statements per reported tree.
     """
-    wanted = sorted(set(session_ids))  # sorted: concurrent callers lock rows in one order
-    if not wanted:
+    wanted = set(session_ids)
+    trees: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if reported:
+        trees = await _trees(db, list(reported))
+        for members in trees.values():
+            wanted.update(members)
+    ordered = sorted(wanted)  # sorted: concurrent callers lock rows in one order
+    if not ordered:
         return
     if any(isinstance(row, UsageRecord) for row in (*db.new, *db.dirty, *db.deleted)):
         await db.flush()  # the aggregate must see records changed through the ORM
+    in_trees = {member for members in trees.values() for member in members}
+    sessions: dict[uuid.UUID, dict[str, Any]] = {
+        sid: {"total_tokens": 0, "total_cost": Decimal(0)} for sid in ordered
+    }
+    agents: dict[uuid.UUID, dict[str, Any]] = {}
+    plain = [sid for sid in ordered if sid not in in_trees]
+    if plain:
+        await _plain_totals(db, plain, sessions, agents)
+    for root, members in trees.items():
+        assert reported is not None
+        await _reported_totals(db, root, members, reported[root], sessions, agents)
+    for totals in sessions.values():
+        totals["total_cost"] = to_money(totals["total_cost"])
+    await _update_by_id(db, _AGENTS, Agent, agents)
+    await _update_by_id(db, _SESSIONS, Session, sessions)
+    await db.flush()
+
+
+async def _trees(db: AsyncSession, roots: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Each root with every session below it (one query per level of depth)."""
+    tree_of = {root: root for root in roots}
+    frontier = list(roots)
+    connection = await db.connection()
+    while frontier:
+        rows = await connection.execute(
+            sa.select(_SESSIONS.c.id, _SESSIONS.c.parent_session_id).where(
+                _SESSIONS.c.parent_session_id.in_(frontier)
+            )
+        )
+        frontier = []
+        for child, parent in rows.all():
+            if child not in tree_of:  # a cycle, or two roots of one tree: the first wins
+                tree_of[child] = tree_of[parent]
+                frontier.append(child)
+    trees: dict[uuid.UUID, list[uuid.UUID]] = {root: [] for root in roots}
+    for member, root in tree_of.items():
+        trees[root].append(member)
+    return trees
+
+
+def _loaded_metadata(db: AsyncSession, agent_id: uuid.UUID, metadata: Any) -> Any:
+    """An agent's metadata: the loaded object's (it may hold changes not flushed yet)."""
+    loaded = db.sync_session.identity_map.get(identity_key(Agent, agent_id))
+    return loaded.agent_metadata if loaded is not None else metadata
+
+
+async def _plain_totals(
+    db: AsyncSession,
+    wanted: list[uuid.UUID],
+    sessions: dict[uuid.UUID, dict[str, Any]],
+    agents: dict[uuid.UUID, dict[str, Any]],
+) -> None:
+    """The records' own sums, into `sessions` and `agents` (one aggregate query)."""
     sums = [sa.func.coalesce(sa.func.sum(_TABLE.c[column]), 0) for column in TOKEN_COLUMNS]
     # Grouped by the agent's primary key, so its metadata may be selected with the sums
     # (PostgreSQL knows it depends on the key; SQLite allows it anyway).
@@ -265,11 +459,6 @@ async def refresh_usage_totals(db: AsyncSession, session_ids: Iterable[uuid.UUID
         .group_by(_TABLE.c.session_id, _AGENTS.c.id)
     )
     connection = await db.connection()
-    sessions: dict[uuid.UUID, dict[str, Any]] = {
-        sid: {"total_tokens": 0, "total_cost": Decimal(0)} for sid in wanted
-    }
-    agents: dict[uuid.UUID, dict[str, Any]] = {}
-    identity_map = db.sync_session.identity_map
     for row in (await connection.execute(statement)).all():
         session_id, agent_id, metadata, *counts = row
         tokens = [int(value) for value in counts[: len(TOKEN_COLUMNS)]]
@@ -279,9 +468,7 @@ async def refresh_usage_totals(db: AsyncSession, session_ids: Iterable[uuid.UUID
         sessions[session_id]["total_cost"] += amount
         if agent_id is None:  # records whose agent was deleted count for the session only
             continue
-        loaded = identity_map.get(identity_key(Agent, agent_id))
-        if loaded is not None:  # its own metadata may hold changes not flushed yet
-            metadata = loaded.agent_metadata
+        metadata = _loaded_metadata(db, agent_id, metadata)
         agents[agent_id] = {
             **dict(zip(TOKEN_COLUMNS, tokens, strict=True)),
             "total_cost": amount,
@@ -292,11 +479,161 @@ async def refresh_usage_totals(db: AsyncSession, session_ids: Iterable[uuid.UUID
                 "cost_is_estimate": bool(all_estimates),
             },
         }
-    for totals in sessions.values():
-        totals["total_cost"] = to_money(totals["total_cost"])
-    await _update_by_id(db, _AGENTS, Agent, agents)
-    await _update_by_id(db, _SESSIONS, Session, sessions)
-    await db.flush()
+
+
+@dataclass
+class _Unit:
+    """The records of one (session, agent, model) in a reported tree, before and after
+    the report's time."""
+
+    session_id: uuid.UUID
+    agent_id: uuid.UUID | None
+    model: str
+    metadata: Any = None
+    tokens: list[int] = field(default_factory=lambda: [0] * len(TOKEN_COLUMNS))
+    before_cost: Decimal = Decimal(0)
+    before_tokens: int = 0
+    after_cost: Decimal = Decimal(0)
+    count: int = 0
+    all_estimates: bool = True
+    after_all_estimates: bool = True
+    has_after: bool = False
+    cost: Decimal = Decimal(0)
+    reported: bool = False
+
+
+async def _reported_totals(
+    db: AsyncSession,
+    root: uuid.UUID,
+    members: list[uuid.UUID],
+    report: ReportedCosts,
+    sessions: dict[uuid.UUID, dict[str, Any]],
+    agents: dict[uuid.UUID, dict[str, Any]],
+) -> None:
+    """A reported tree's totals: the client's cost per model, split over its agents."""
+    # Each record marked as after the report or not, then summed per unit and mark.
+    after = (
+        sa.literal(0)
+        if report.as_of is None
+        else sa.case(
+            (sa.and_(_TABLE.c.occurred_at.is_not(None), _TABLE.c.occurred_at > report.as_of), 1),
+            else_=0,
+        )
+    )
+    records = (
+        sa.select(
+            _TABLE.c.session_id,
+            _TABLE.c.agent_id,
+            _TABLE.c.model,
+            _TABLE.c.cost,
+            _TABLE.c.cost_is_estimate,
+            *(_TABLE.c[column] for column in TOKEN_COLUMNS),
+            after.label("after"),
+        )
+        .where(_TABLE.c.session_id.in_(sorted(members)))
+        .subquery()
+    )
+    sums = [sa.func.coalesce(sa.func.sum(records.c[column]), 0) for column in TOKEN_COLUMNS]
+    statement = (
+        sa.select(
+            records.c.session_id,
+            _AGENTS.c.id,
+            records.c.model,
+            records.c.after,
+            _AGENTS.c.agent_metadata,
+            *sums,
+            sa.func.coalesce(sa.func.sum(records.c.cost), 0),
+            sa.func.count(),
+            sa.func.min(sa.cast(records.c.cost_is_estimate, sa.Integer)),
+        )
+        .select_from(records.outerjoin(_AGENTS, _AGENTS.c.id == records.c.agent_id))
+        .group_by(records.c.session_id, _AGENTS.c.id, records.c.model, records.c.after)
+    )
+    connection = await db.connection()
+    units: dict[tuple[uuid.UUID, uuid.UUID | None, str], _Unit] = {}
+    for row in (await connection.execute(statement)).all():
+        session_id, agent_id, model, is_after, metadata, *counts = row
+        tokens = [int(value) for value in counts[: len(TOKEN_COLUMNS)]]
+        cost, count, all_estimates = counts[len(TOKEN_COLUMNS) :]
+        unit = units.setdefault(
+            (session_id, agent_id, model), _Unit(session_id, agent_id, model, metadata)
+        )
+        unit.tokens = [a + b for a, b in zip(unit.tokens, tokens, strict=True)]
+        unit.count += int(count)
+        unit.all_estimates = unit.all_estimates and bool(all_estimates)
+        if is_after:
+            unit.after_cost += to_money(cost)
+            unit.has_after = True
+            unit.after_all_estimates = unit.after_all_estimates and bool(all_estimates)
+        else:
+            unit.before_cost += to_money(cost)
+            unit.before_tokens += sum(tokens)
+    # The named agents without records in the tree: they carry a model's reported cost
+    # that no record shows, or (a model the latest report no longer names) go back to 0.
+    recorded = {unit.agent_id for unit in units.values()}
+    missing = {agent_id for agent_id in report.agents.values() if agent_id not in recorded}
+    if missing:
+        rows = await connection.execute(
+            sa.select(
+                _AGENTS.c.id, _AGENTS.c.session_id, _AGENTS.c.model, _AGENTS.c.agent_metadata
+            ).where(_AGENTS.c.id.in_(sorted(missing, key=str)), _AGENTS.c.session_id.in_(members))
+        )
+        for agent_id, session_id, model, metadata in rows.all():
+            units[(session_id, agent_id, model or "")] = _Unit(
+                session_id, agent_id, model or "", metadata
+            )
+    for unit in units.values():
+        unit.cost = unit.before_cost + unit.after_cost
+    for model, amount in report.costs.items():
+        share = [unit for unit in units.values() if unit.model == model]
+        if not share:  # no agent to carry it: the root session's own total
+            unit = _Unit(root, None, model)
+            units[(root, None, model)] = unit
+            share = [unit]
+        _split(to_money(amount), share, report.agents.get(model), root)
+    for unit in units.values():
+        totals = sessions[unit.session_id]
+        totals["total_tokens"] += sum(unit.tokens)
+        totals["total_cost"] += unit.cost
+        if unit.agent_id is None:  # records whose agent was deleted count for the session only
+            continue
+        metadata = dict(_loaded_metadata(db, unit.agent_id, unit.metadata) or {})
+        if unit.reported:
+            metadata["cost_source"] = "reported"
+            estimate = unit.has_after and unit.after_all_estimates
+        else:
+            metadata.pop("cost_source", None)
+            estimate = unit.all_estimates
+        agents[unit.agent_id] = {
+            **dict(zip(TOKEN_COLUMNS, unit.tokens, strict=True)),
+            "total_cost": to_money(unit.cost),
+            "num_turns": unit.count,
+            "agent_metadata": {**metadata, "responses": unit.count, "cost_is_estimate": estimate},
+        }
+
+
+def _split(
+    amount: Decimal, units: list[_Unit], preferred: uuid.UUID | None, root: uuid.UUID
+) -> None:
+    """Give `units` (one model's) `amount` in proportion to their estimates before the
+    report, else their tokens, else all to the preferred agent (or the root's first)."""
+    weights = [unit.before_cost for unit in units]
+    if not any(weights):
+        weights = [Decimal(unit.before_tokens) for unit in units]
+    if not any(weights):
+        chosen = next(
+            (u for u in units if u.agent_id == preferred),
+            next((u for u in units if u.session_id == root), units[0]),
+        )
+        weights = [Decimal(1 if unit is chosen else 0) for unit in units]
+    whole = sum(weights, Decimal(0))
+    shares = [to_money(amount * weight / whole) for weight in weights]
+    # What rounding left over goes to the largest share, so the parts add up exactly.
+    largest = max(range(len(units)), key=lambda index: (weights[index], -index))
+    shares[largest] += amount - sum(shares, Decimal(0))
+    for unit, part in zip(units, shares, strict=True):
+        unit.cost = part + unit.after_cost
+        unit.reported = True
 
 
 async def _update_by_id(
