@@ -69,6 +69,7 @@ SESSIONS = (
     "7a2b9c4d-1e3f-4a5b-9c7d-0e2f4a6b8c9d",
 )
 TOOL_LATENCY_S = 0.25  # each PostToolUse comes this long after its PreToolUse
+REPORTED_DURATION_MS = 180  # what the PostToolUse says the execution took (it wins)
 PAIR_SPACING_S = 1.0
 
 
@@ -170,7 +171,11 @@ def tool_call_events(first: int, count: int) -> list[tuple[float, dict[str, Any]
             (
                 at_s + TOOL_LATENCY_S,
                 hook_payload(
-                    "PostToolUse", session, **call, tool_response=response, duration_ms=180
+                    "PostToolUse",
+                    session,
+                    **call,
+                    tool_response=response,
+                    duration_ms=REPORTED_DURATION_MS,
                 ),
             )
         )
@@ -310,7 +315,7 @@ async def assert_exactly_once(
     """Every expected event is one row under its own spool id, and nothing else is.
 
     The spool is empty, `rejected.jsonl` has `rejected` records, and `tool_calls` tool
-    calls exist, every one succeeded and lasted TOOL_LATENCY_S.
+    calls exist, every one succeeded and lasted the duration its PostToolUse reported.
     """
     wanted = list(hooks.ids if expected is None else expected)
     async with get_async_session(engine) as db:
@@ -331,7 +336,7 @@ async def assert_exactly_once(
     assert {status for _, status, _ in calls} <= {ToolCallStatus.SUCCEEDED}, (
         f"{sum(status != ToolCallStatus.SUCCEEDED for _, status, _ in calls)} unpaired calls"
     )
-    assert {duration for _, _, duration in calls} <= {int(TOOL_LATENCY_S * 1000)}
+    assert {duration for _, _, duration in calls} <= {REPORTED_DURATION_MS}
     assert len({call_id for call_id, _, _ in calls}) == tool_calls
     assert not pending_events(hooks.directory), "the spool still holds events"
 
