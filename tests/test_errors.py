@@ -357,3 +357,4 @@ async def test_retry_does_not_rerun_a_permanent_fault(engine: AsyncEngine) -> No
     with pytest.raises(ConflictError):
         await retry_transient(work, attempts=5, first_delay=0.01)
     assert calls == [1]
+

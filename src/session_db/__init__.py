@@ -11,10 +11,8 @@ CRUD function and every model is reachable from the top (`session_db.create_agen
 `session_db.AgentLogCreate`), as seed 001's code and its hook logger import them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+# Nothing is imported here, not even `typing`: the hook imports this package first.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -90,13 +88,17 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    import importlib
+    import importlib.util
+
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f"session_db.{name}")
     elif name.startswith("_"):
         raise AttributeError(f"module 'session_db' has no attribute {name!r}")
+    elif name in _MODULES or importlib.util.find_spec(f"session_db.{name}") is not None:
+        # Any submodule (`from session_db import jsoncodec` asks here before importing it).
+        value = importlib.import_module(f"session_db.{name}")
     else:
         for module_name in _FALLBACKS:
             module = importlib.import_module(module_name)
@@ -109,5 +111,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list[str]:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(__all__))

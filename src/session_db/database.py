@@ -6,6 +6,7 @@ something asks for it; pass an engine explicitly to use another database.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,22 +86,31 @@ def create_engine(
 
 
 def _ensure_sqlite_folder(url: URL) -> None:
-    """Create the SQLite file's folder (0700) and the file itself (0600) unless in memory.
+    """Create the SQLite file's folder, private to the user, unless the DB is in memory."""
+    path = _sqlite_file(url)
+    if path is not None and not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
 
-    SQLite gives its `-wal` and `-shm` files the database file's mode, so a file created
-    private keeps all three private whatever the umask.
-    """
+
+def _sqlite_file(url: URL) -> Path | None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database).expanduser()
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    create_private_file(path)
+        return None
+    return Path(database).expanduser()
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     """Attach the per-connection SQLite settings and our own transaction handling."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(*_: Any) -> None:
+        # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode, so all three stay private whatever the umask. A path
+        # that cannot be made is left for the driver to report as it connects.
+        path = _sqlite_file(engine.url)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                create_private_file(path)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

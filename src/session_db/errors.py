@@ -144,6 +144,33 @@ def is_sqlite_busy(error: BaseException) -> bool:
     return isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES
 
 
+def first_line(error: BaseException) -> str:
+    """The driver's message, first line only (a SQLAlchemy error's goes on with the SQL)."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def database_error(error: BaseException, entity: str) -> SessionDBError:
+    """Our error for a database fault met while working on `entity`, classified once.
+
+    A busy SQLite file becomes `DatabaseBusyError`, any other transient fault
+    `DatabaseUnavailableError` (retry the whole unit of work), the rest `DatabaseError`.
+    (The CRUD layer names the field of a refused row first: `crud.translate_database_error`.)
+    """
+    if is_sqlite_busy(error):
+        return DatabaseBusyError(
+            f"the database is busy while working on {entity}: another process held the "
+            "SQLite write lock past the busy timeout (SESSION_DB_SQLITE_BUSY_TIMEOUT_MS); "
+            "try again"
+        )
+    if is_transient(error):
+        return DatabaseUnavailableError(
+            f"database unavailable while working on {entity}: {first_line(error)}"
+        )
+    return DatabaseError(f"database error on {entity}: {first_line(error)}")
+
+
 # Constraint names follow the naming convention in session_db.models.base.
 _SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>\w+)")
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<columns>[\w., ]+)")

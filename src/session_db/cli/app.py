@@ -90,11 +90,11 @@ def _translated(error: Exception) -> Exception | None:
         return None
     from sqlalchemy.exc import DBAPIError
 
-    from session_db.crud import translate_database_error
+    from session_db.errors import database_error
 
     if not isinstance(error, DBAPIError):
         return None
-    return translate_database_error(error, "the command")
+    return database_error(error, "the command")
 
 
 def _one_line(error: BaseException) -> str:

@@ -5,7 +5,6 @@ commits on clean exit. Each takes the input model (`XCreate`, `XUpdate`) or a ma
 and raises only `session_db.errors.SessionDBError` kinds.
 """
 
-from session_db.crud._base import translate_database_error
 from session_db.crud.active_session import (
     clear_active_session,
     get_active_session,
@@ -246,7 +245,6 @@ __all__ = [
     "save_tool_calls",
     "set_active_session",
     "set_plan_dependencies",
-    "translate_database_error",
     "unbind_session_mode",
     "unlink_sessions",
     "update_agent",

@@ -19,19 +19,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.errors import (
     ConflictError,
-    DatabaseBusyError,
-    DatabaseError,
-    DatabaseUnavailableError,
     InvalidInputError,
     NotFoundError,
     SessionDBError,
     check_rule,
+    database_error,
     describe_integrity_error,
-    is_sqlite_busy,
+    first_line,
     is_transient,
 )
 from session_db.models import metadata
-from session_db.models.base import utcnow
+from session_db.models.base import input_error, utcnow
 
 
 def upsert_insert(db: AsyncSession, table: type[SQLModel]) -> Any:
@@ -70,9 +68,7 @@ def coerce_input(model: type[InputT], data: InputT | Mapping[str, Any], entity: 
 
 def validation_error(entity: str, error: ValidationError) -> InvalidInputError:
     """Turn pydantic's error into ours, naming the first offending field."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    return InvalidInputError(entity, field, first["msg"])
+    return input_error(entity, error)
 
 
 def build_row(table: type[RowT], data: BaseModel, entity: str, **extra: Any) -> RowT:
@@ -126,26 +122,11 @@ def translate_database_error(error: BaseException, entity: str) -> SessionDBErro
     Transient faults (see `errors.is_transient`) become `DatabaseUnavailableError`, so a
     caller retries the whole unit of work; the rest name what the database refused.
     """
-    if is_sqlite_busy(error):
-        return DatabaseBusyError(
-            f"the database is busy while working on {entity}: another process held the "
-            "SQLite write lock past the busy timeout (SESSION_DB_SQLITE_BUSY_TIMEOUT_MS); "
-            "try again"
-        )
-    if is_transient(error):
-        return DatabaseUnavailableError(
-            f"database unavailable while working on {entity}: {_first_line(error)}"
-        )
-    if isinstance(error, IntegrityError):
+    if not is_transient(error) and isinstance(error, IntegrityError):
         return integrity_error(error, entity, None)
-    if isinstance(error, DataError):
-        return InvalidInputError(entity, None, _first_line(error))
-    return DatabaseError(f"database error on {entity}: {_first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if not is_transient(error) and isinstance(error, DataError):
+        return InvalidInputError(entity, None, first_line(error))
+    return database_error(error, entity)
 
 
 def integrity_error(error: IntegrityError, entity: str, table: str | None) -> SessionDBError:
@@ -161,7 +142,7 @@ def integrity_error(error: IntegrityError, entity: str, table: str | None) -> Se
         return InvalidInputError(entity, columns, "must not be null")
     if kind == "foreign_key":
         return InvalidInputError(entity, None, "refers to a row that does not exist")
-    return InvalidInputError(entity, None, _first_line(error))
+    return InvalidInputError(entity, None, first_line(error))
 
 
 def _unique_fields(table: str | None, constraint: str | None, columns: str | None) -> str:
