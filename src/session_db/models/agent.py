@@ -12,6 +12,7 @@ from sqlmodel import Field, Relationship
 from session_db.models.base import (
     TOKEN_COLUMNS,
     Base,
+    InputModel,
     check_in,
     check_range,
     created_at_field,
@@ -89,11 +90,11 @@ class Agent(AgentBase, table=True):
     )
 
 
-class AgentCreate(AgentBase):
+class AgentCreate(AgentBase, InputModel):
     """Input to create an agent run; `session_id` and `agent_type` are required."""
 
 
-class AgentUpdate(Base):
+class AgentUpdate(InputModel):
     """Input to change an agent run; unset fields stay as they are."""
 
     agent_type: str | None = Field(default=None, max_length=64)

@@ -20,6 +20,7 @@ from sqlmodel import Field
 
 from session_db.models.base import (
     Base,
+    InputModel,
     UTCDateTime,
     check_in,
     check_range,
@@ -104,11 +105,11 @@ class AgentLog(AgentLogBase, table=True):
     created_at: datetime = created_at_field()
 
 
-class AgentLogCreate(AgentLogBase):
+class AgentLogCreate(AgentLogBase, InputModel):
     """Input to log an event; `session_id` and `event_type` are required."""
 
 
-class AgentLogUpdate(Base):
+class AgentLogUpdate(InputModel):
     """Input to complete a logged event (its outcome arrives later); the event itself is fixed."""
 
     summary: str | None = None

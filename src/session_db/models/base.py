@@ -5,6 +5,7 @@ branch on the engine.
 """
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,13 +14,14 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError, model_validator
+from pydantic import ConfigDict, ValidationError, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from session_db import jsoncodec
+from session_db.errors import InvalidInputError
 
 # Set before the first migration and never changed: every constraint and index name in
 # the migrations derives from it, and renaming one later needs a migration of its own.
@@ -155,6 +157,10 @@ def scrub_nul(value: Any) -> Any:
     return value
 
 
+# The range of a 64-bit signed integer, what both engines store (BIGINT, SQLite INTEGER).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def normalise_value(value: Any) -> Any:
     """Return `value` with NUL characters replaced; refuse oversized text or JSON.
 
@@ -166,6 +172,10 @@ def normalise_value(value: Any) -> Any:
         if len(value) > MAX_TEXT_CHARS:
             raise ValueError(f"text of {len(value)} characters exceeds {MAX_TEXT_CHARS}")
         return scrub_nul(value)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        # Refused here, the same on both engines (SQLite's driver would raise
+        # OverflowError, PostgreSQL a numeric-range error).
+        raise ValueError("integer out of the 64-bit range both engines store")
     if isinstance(value, dict | list):
         try:
             text = jsoncodec.dumps(value)
@@ -197,7 +207,7 @@ class Base(SQLModel, registry=mapper_registry):
             return data
         cleaned = data
         for name, value in data.items():
-            if not isinstance(value, str | dict | list):
+            if not isinstance(value, str | dict | list | int):
                 continue
             try:
                 normalised = normalise_value(value)
@@ -218,6 +228,42 @@ class Base(SQLModel, registry=mapper_registry):
                     cleaned = dict(data)
                 cleaned[name] = normalised
         return cleaned
+
+
+def input_error(entity: str, error: ValidationError) -> InvalidInputError:
+    """Our error for pydantic's, naming one offending field: an unknown one first.
+
+    A misspelt field usually explains the rest (`agnet_type` also leaves `agent_type`
+    unset), so it is the one reported.
+    """
+    problems = error.errors()
+    first = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
+    field = ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "extra_forbidden":
+        return InvalidInputError(entity, field, "unknown field (misspelt, or not this input's)")
+    return InvalidInputError(entity, field, first["msg"])
+
+
+def _entity_of(model: type) -> str:
+    """`SessionRelationshipCreate` -> "session_relationship", as the CRUD layer names it."""
+    name = re.sub(r"(Create|Update)$", "", model.__name__)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class InputModel(Base):
+    """Base of every `XCreate` / `XUpdate`: a field name it does not know is refused.
+
+    A misspelt field (`titel=`) would otherwise be dropped, and its value lost without a
+    word. Building one with a bad value raises `InvalidInputError` naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise input_error(_entity_of(type(self)), error) from None
 
 
 def id_field() -> Any:

@@ -9,6 +9,7 @@ from sqlmodel import Field
 
 from session_db.models.base import (
     Base,
+    InputModel,
     UTCDateTime,
     created_at_field,
     id_field,
@@ -49,11 +50,11 @@ class SessionMode(SessionModeBase, table=True):
     updated_at: datetime = updated_at_field()
 
 
-class SessionModeCreate(SessionModeBase):
+class SessionModeCreate(SessionModeBase, InputModel):
     """Input to register a mode."""
 
 
-class SessionModeUpdate(Base):
+class SessionModeUpdate(InputModel):
     """Input to change a mode; unset fields stay as they are."""
 
     mode_name: str | None = Field(default=None, max_length=255)

@@ -8,6 +8,7 @@ from sqlmodel import Field, Relationship
 
 from session_db.models.base import (
     Base,
+    InputModel,
     created_at_field,
     id_field,
     json_field,
@@ -42,11 +43,11 @@ class Project(ProjectBase, table=True):
     )
 
 
-class ProjectCreate(ProjectBase):
+class ProjectCreate(ProjectBase, InputModel):
     """Input to create a project."""
 
 
-class ProjectUpdate(Base):
+class ProjectUpdate(InputModel):
     """Input to change a project; unset fields stay as they are."""
 
     name: str | None = Field(default=None, max_length=255)

@@ -16,6 +16,7 @@ from sqlmodel import Field
 
 from session_db.models.base import (
     Base,
+    InputModel,
     UTCDateTime,
     check_in,
     check_range,
@@ -95,11 +96,11 @@ class SessionRelationship(SessionRelationshipBase, table=True):
     created_at: datetime = created_at_field()
 
 
-class SessionRelationshipCreate(SessionRelationshipBase):
+class SessionRelationshipCreate(SessionRelationshipBase, InputModel):
     """Input to link a child session to its parent."""
 
 
-class SessionRelationshipUpdate(Base):
+class SessionRelationshipUpdate(InputModel):
     """Input to complete or annotate an edge; its two ends are fixed."""
 
     spawn_reason: SpawnReason | None = None

@@ -24,6 +24,7 @@ from sqlmodel import Field, Relationship
 
 from session_db.models.base import (
     Base,
+    InputModel,
     check_in,
     check_range,
     count_field,
@@ -181,11 +182,11 @@ class Session(SessionBase, table=True):
     )
 
 
-class SessionCreate(SessionBase):
+class SessionCreate(SessionBase, InputModel):
     """Input to create a session; only `session_slug` is required."""
 
 
-class SessionUpdate(Base):
+class SessionUpdate(InputModel):
     """Input to change a session; unset fields stay as they are."""
 
     title: str | None = Field(default=None, max_length=500)

@@ -15,6 +15,7 @@ from sqlmodel import Field, Relationship
 
 from session_db.models.base import (
     Base,
+    InputModel,
     check_in,
     check_range,
     count_field,
@@ -93,11 +94,11 @@ class TaskGroup(TaskGroupBase, table=True):
     )
 
 
-class TaskGroupCreate(TaskGroupBase):
+class TaskGroupCreate(TaskGroupBase, InputModel):
     """Input to create a task group."""
 
 
-class TaskGroupUpdate(Base):
+class TaskGroupUpdate(InputModel):
     """Input to change a task group; unset fields stay as they are."""
 
     group_name: str | None = Field(default=None, max_length=255)
@@ -194,11 +195,11 @@ class Task(TaskBase, table=True):
     )
 
 
-class TaskCreate(TaskBase):
+class TaskCreate(TaskBase, InputModel):
     """Input to create a task; `session_id` and `title` are required."""
 
 
-class TaskUpdate(Base):
+class TaskUpdate(InputModel):
     """Input to change a task; unset fields stay as they are."""
 
     group_id: uuid.UUID | None = None

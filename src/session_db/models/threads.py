@@ -9,6 +9,7 @@ from sqlmodel import Field, Relationship
 
 from session_db.models.base import (
     Base,
+    InputModel,
     check_in,
     check_range,
     created_at_field,
@@ -65,11 +66,11 @@ class Thread(ThreadBase, table=True):
     )
 
 
-class ThreadCreate(ThreadBase):
+class ThreadCreate(ThreadBase, InputModel):
     """Input to create a thread."""
 
 
-class ThreadUpdate(Base):
+class ThreadUpdate(InputModel):
     """Input to change a thread; unset fields stay as they are."""
 
     name: str | None = Field(default=None, max_length=255)
@@ -120,11 +121,11 @@ class ThreadMessage(ThreadMessageBase, table=True):
     )
 
 
-class ThreadMessageCreate(ThreadMessageBase):
+class ThreadMessageCreate(ThreadMessageBase, InputModel):
     """Input to add a message; the thread assigns `idx`."""
 
 
-class ThreadMessageUpdate(Base):
+class ThreadMessageUpdate(InputModel):
     """Input to correct a message's text; its role, thread and place are fixed."""
 
     content: str

@@ -17,6 +17,7 @@ from sqlmodel import Field
 from session_db.models.base import (
     TOKEN_COLUMNS,
     Base,
+    InputModel,
     check_in,
     check_range,
     created_at_field,
@@ -77,7 +78,7 @@ MAX_TOKENS = 2**63 - 1
 MAX_COST = Decimal("999999999.999999999")
 
 
-class UsageRecordCreate(Base):
+class UsageRecordCreate(InputModel):
     """Input to record one model response's usage; (message_id, request_id) is its key."""
 
     session_id: uuid.UUID
