@@ -33,6 +33,8 @@ from typing import Any
 from session_db.claude import spool
 from session_db.claude.events import PROMOTED
 from session_db.crud import tool_calls
+from session_db.models import AgentLog
+from session_db.models.base import clip
 
 HOME = "/home/dev"
 PROJECTS = ("webshop", "session-db", "infra-terraform", "ml-pipeline")
@@ -507,9 +509,8 @@ def baseline_rows(path: str) -> BaselineRows:
                 "occurred_at": at,
                 "tool_input": tool_input_json,
             }
-            for key, column, length in _PROMOTED:
-                text = _text_value(payload, key)
-                values[column] = text if text is None or length is None else text[:length]
+            for key, column in _PROMOTED:
+                values[column] = clip(AgentLog, column, _text_value(payload, key))
             rows.agent_logs.append(tuple(values[column] for column in AGENT_LOG_COLUMNS))
             tool_use_id = payload.get("tool_use_id")
             if name not in ("PreToolUse", "PostToolUse", "PostToolUseFailure") or not tool_use_id:

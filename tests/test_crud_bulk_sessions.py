@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
 from session_db.crud.sessions import SessionActivity
+from session_db.database import get_async_session
+from session_db.errors import InvalidInputError
 from session_db.models import RelationshipType, SessionStatus, SpawnReason
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -119,3 +123,27 @@ async def test_new_children_are_linked_with_depth_path_and_counted_once(
     assert (await crud.get_session(db, middle.id)).agent_count == 3
     tree = await crud.get_descendants(db, root.id)
     assert len(tree) == 4
+
+
+async def test_ensure_sessions_checks_values_like_create_session(engine: AsyncEngine) -> None:
+    async with get_async_session(engine) as db:
+        with pytest.raises(InvalidInputError) as unknown:
+            await crud.ensure_sessions(
+                db, [{"session_slug": "a"}, {"session_slug": "b", "titel": "x"}]
+            )
+        with pytest.raises(InvalidInputError) as invalid:
+            await crud.ensure_session(db, "c", priority=9)
+    assert (unknown.value.entity, unknown.value.field) == ("sessions[1]", "titel")
+    assert (invalid.value.entity, invalid.value.field) == ("session", "priority")
+    async with get_async_session(engine, read_only=True) as db:
+        assert await crud.list_sessions(db) == []  # nothing half-written
+
+
+def test_clip_takes_the_length_from_the_schema() -> None:
+    from session_db.models import Session
+    from session_db.models.base import clip, column_length
+
+    assert column_length(Session, "session_slug") == 255
+    assert clip(Session, "session_slug", "x" * 300) == "x" * 255
+    assert clip(Session, "description", "y" * 5000) == "y" * 5000  # unbounded text
+    assert clip(Session, "title", None) is None

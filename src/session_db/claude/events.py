@@ -54,15 +54,19 @@ from session_db.crud.tool_calls import (
 )
 from session_db.errors import InvalidInputError
 from session_db.models import (
+    AgentLog,
     AgentLogCreate,
     EventCategory,
+    Project,
     RelationshipType,
+    Session,
     SessionRole,
     SessionStatus,
     SpawnReason,
+    ToolCall,
     ToolCallStatus,
 )
-from session_db.models.base import new_id, scrub_nul
+from session_db.models.base import clip, new_id, scrub_nul
 
 SOURCE_APP = "claude-code"
 # Events with no session id still need a session row: they all go to this one.
@@ -71,21 +75,30 @@ SUBAGENT_TOOLS = frozenset({"Agent", "Task"})
 # Events after which Claude Code has written more of the transcript worth importing.
 TRANSCRIPT_EVENTS = frozenset({"Stop", "SubagentStop", "SessionEnd", "PreCompact"})
 
-# (payload key, agent_logs column, column length or None for text)
-PROMOTED: tuple[tuple[str, str, int | None], ...] = (
-    ("session_id", "external_session_id", 255),
-    ("agent_id", "external_agent_id", 255),
-    ("agent_type", "agent_type", 128),
-    ("tool_name", "tool_name", 128),
-    ("tool_use_id", "tool_use_id", 255),
-    ("mcp_server", "mcp_server", 255),
-    ("prompt_id", "prompt_id", 255),
-    ("permission_mode", "permission_mode", 64),
-    ("cwd", "cwd", None),
-    ("transcript_path", "transcript_path", None),
-    ("source", "source", 64),
-    ("reason", "reason", None),
+# (payload key, agent_logs column): clipped to the column (the payload keeps them whole).
+PROMOTED: tuple[tuple[str, str], ...] = (
+    ("session_id", "external_session_id"),
+    ("agent_id", "external_agent_id"),
+    ("agent_type", "agent_type"),
+    ("tool_name", "tool_name"),
+    ("tool_use_id", "tool_use_id"),
+    ("mcp_server", "mcp_server"),
+    ("prompt_id", "prompt_id"),
+    ("permission_mode", "permission_mode"),
+    ("cwd", "cwd"),
+    ("transcript_path", "transcript_path"),
+    ("source", "source"),
+    ("reason", "reason"),
 )
+
+
+def _slug(external: str) -> str:
+    """A session slug made from a Claude Code id, cut to fit the column."""
+    return clip(Session, "session_slug", external) or ""
+
+
+def _tool_use_id(value: str) -> str:
+    return clip(ToolCall, "tool_use_id", value) or ""
 
 
 def subagent_slug(session_id: str, agent_id: str) -> str:
@@ -215,14 +228,13 @@ def log_entry(event: HookEvent) -> AgentLogCreate:
         "spool_id": event.spool_id,
         "session_id": _UNPLACED,
         "event_category": EventCategory.HOOK.value,
-        "event_type": event.name[:128],
+        "event_type": clip(AgentLog, "event_type", event.name),
         "source_app": SOURCE_APP,
         "payload": event.payload,
         "occurred_at": event.received_at,
     }
-    for key, column, length in PROMOTED:
-        text = event.text(key)
-        values[column] = text if text is None or length is None else text[:length]
+    for key, column in PROMOTED:
+        values[column] = clip(AgentLog, column, event.text(key))
     tool_input = event.payload.get("tool_input")
     values["tool_input"] = tool_input if isinstance(tool_input, dict) else None
     if event.name == "PostCompact":  # the summary a compaction left behind
@@ -246,15 +258,15 @@ class SessionResolver:
         if not root:
             return None
         if root not in self._projects:
-            self._projects[root] = await upsert_project(self.db, root[:1024])
+            self._projects[root] = await upsert_project(self.db, clip(Project, "root_path", root))
         return self._projects[root]
 
     async def session(self, external: str, root: str | None) -> tuple[uuid.UUID, uuid.UUID | None]:
         """Return (session id, project id) of a Claude Code session, creating it if new."""
         project_id = await self.project_id(root)
         session_id = await self._ensure(
-            external[:255],
-            {"project_id": project_id, "working_dir": (root or "")[:4096] or None},
+            _slug(external),
+            {"project_id": project_id, "working_dir": clip(Session, "working_dir", root) or None},
         )
         return session_id, project_id
 
@@ -267,7 +279,7 @@ class SessionResolver:
         agent_type: str | None,
     ) -> uuid.UUID:
         """Return the child session of a subagent, creating and linking it if new."""
-        slug = subagent_slug(external, agent_id)[:255]
+        slug = _slug(subagent_slug(external, agent_id))
         if slug in self._ids:
             return self._ids[slug]
         row = {
@@ -276,7 +288,7 @@ class SessionResolver:
             "parent_session_id": parent_id,
             "session_role": SessionRole.SUBAGENT.value,
             "source_app": SOURCE_APP,
-            "name": (agent_type or "subagent")[:255],
+            "name": clip(Session, "name", agent_type or "subagent"),
         }
         created = await ensure_sessions(
             self.db, [{key: value for key, value in row.items() if value is not None}]
@@ -325,7 +337,7 @@ class StoredEvents:
 
 def _root(event: HookEvent) -> str | None:
     root = event.project_dir or event.text("cwd")
-    return root[:1024] if root else None
+    return clip(Project, "root_path", root) if root else None
 
 
 def _launch(event: HookEvent) -> tuple[str, str, str | None] | None:
@@ -356,9 +368,12 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
             tops.setdefault(UNATTRIBUTED_SLUG, {"session_slug": UNATTRIBUTED_SLUG})
             continue
         root = _root(event)
-        values = {"session_slug": external[:255]}
+        values = {"session_slug": _slug(external)}
         if root:
-            values |= {"project_id": projects[root], "working_dir": root[:4096]}
+            values |= {
+                "project_id": projects[root],
+                "working_dir": clip(Session, "working_dir", root),
+            }
         tops.setdefault(values["session_slug"], values)
     top_ids = await ensure_sessions(
         db, [{**values, "source_app": SOURCE_APP} for values in tops.values()]
@@ -368,14 +383,14 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
     for event in events:
         external, agent_id = event.text("session_id"), event.text("agent_id")
         if external is not None and agent_id is not None:
-            parent_id = top_ids[external[:255]][0]
+            parent_id = top_ids[_slug(external)][0]
             _want_subagent(wanted, tops, external, agent_id, parent_id, event.text("agent_type"))
     for event in events:  # an Agent call's outcome names the subagent it launched
         if (launch := _launch(event)) is not None:
             external, agent_id, kind = launch
             inside = event.text("agent_id")
-            parent_slug = subagent_slug(external, inside)[:255] if inside else external[:255]
-            parent_id = top_ids[external[:255]][0] if not inside else None
+            parent_slug = _slug(subagent_slug(external, inside) if inside else external)
+            parent_id = top_ids[_slug(external)][0] if not inside else None
             _want_subagent(wanted, tops, external, agent_id, parent_id, kind, parent_slug)
     children = await _ensure_subagents(db, wanted)
 
@@ -385,10 +400,10 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
         if external is None:
             placed[event.spool_id] = (top_ids[UNATTRIBUTED_SLUG][0], None)
         elif agent_id is None:
-            placed[event.spool_id] = (top_ids[external[:255]][0], None)
+            placed[event.spool_id] = (top_ids[_slug(external)][0], None)
         else:
-            child = children[subagent_slug(external, agent_id)[:255]]
-            placed[event.spool_id] = (child, top_ids[external[:255]][0])
+            child = children[_slug(subagent_slug(external, agent_id))]
+            placed[event.spool_id] = (child, top_ids[_slug(external)][0])
     return _Placement(placed, children)
 
 
@@ -401,8 +416,8 @@ def _want_subagent(
     agent_type: str | None,
     parent_slug: str | None = None,
 ) -> None:
-    slug = subagent_slug(external, agent_id)[:255]
-    project_id = tops.get(external[:255], {}).get("project_id")
+    slug = _slug(subagent_slug(external, agent_id))
+    project_id = tops.get(_slug(external), {}).get("project_id")
     wanted.setdefault(
         slug,
         {
@@ -412,7 +427,7 @@ def _want_subagent(
             "parent_slug": parent_slug,
             "session_role": SessionRole.SUBAGENT.value,
             "source_app": SOURCE_APP,
-            "name": (agent_type or "subagent")[:255],
+            "name": clip(Session, "name", agent_type or "subagent"),
             "agent_id": agent_id,
         },
     )
@@ -478,7 +493,7 @@ def _session_activity(
     seen.cover(at)
     name = event.name
     if title := event.text("session_title"):  # SessionStart, UserPromptSubmit: the CLI's name
-        seen.set_title = title[:500]
+        seen.set_title = clip(Session, "title", title)
     if name == "SessionStart":
         seen.status = SessionStatus.ACTIVE
         if source := event.text("source"):
@@ -504,7 +519,7 @@ def _session_activity(
         if reason := event.text("reason"):
             seen.metadata["end_reason"] = reason
     if name == "SubagentStart" and (agent_type := event.text("agent_type")):
-        seen.name = agent_type[:255]
+        seen.name = clip(Session, "name", agent_type)
 
 
 def _merge_tool_event(call: dict[str, Any], event: HookEvent) -> None:
@@ -541,11 +556,13 @@ def _describe(call: dict[str, Any], payload: dict[str, Any], mcp_server: str | N
     tool_input = payload.get("tool_input")
     if call.get("tool_name") is None:
         name = payload.get("tool_name")
-        call["tool_name"] = name[:128] if isinstance(name, str) and name else None
+        call["tool_name"] = (
+            clip(ToolCall, "tool_name", name) if isinstance(name, str) and name else None
+        )
     if call.get("tool_input") is None and isinstance(tool_input, dict):
         call["tool_input"] = tool_input
     if call.get("mcp_server") is None and mcp_server:
-        call["mcp_server"] = mcp_server[:255]
+        call["mcp_server"] = clip(ToolCall, "mcp_server", mcp_server)
 
 
 def _complete_from_batch(call: dict[str, Any], listed: dict[str, Any], at: datetime) -> None:
@@ -572,7 +589,7 @@ def _batch_calls(event: HookEvent) -> list[tuple[str, dict[str, Any]]]:
     if event.name != "PostToolBatch" or not isinstance(listed, list):
         return []
     return [
-        (entry["tool_use_id"][:255], entry)
+        (_tool_use_id(entry["tool_use_id"]), entry)
         for entry in listed
         if isinstance(entry, dict)
         and isinstance(entry.get("tool_use_id"), str)
@@ -596,7 +613,7 @@ async def _pair_tool_calls(
         share the same dict.
     """
     keyed = {
-        (session_id, tool_use_id[:255])
+        (session_id, _tool_use_id(tool_use_id))
         for event, session_id in events
         if (tool_use_id := event.text("tool_use_id")) is not None
     } | {(session_id, key) for event, session_id in events for key, _ in _batch_calls(event)}
@@ -621,7 +638,7 @@ async def _pair_tool_calls(
             continue
         tool_use_id = event.text("tool_use_id")
         if tool_use_id is not None:
-            key = (session_id, tool_use_id[:255])
+            key = (session_id, _tool_use_id(tool_use_id))
             call = calls.setdefault(
                 key, {"id": new_id(), "session_id": session_id, "tool_use_id": key[1]}
             )
@@ -673,12 +690,12 @@ async def apply_events(
         call = calls.get(event.spool_id)
         if launch is None or call is None:
             continue
-        child_id = placement.subagents[subagent_slug(launch[0], launch[1])[:255]]
+        child_id = placement.subagents[_slug(subagent_slug(launch[0], launch[1]))]
         call["subagent_session_id"] = child_id
         child = activity.setdefault(child_id, SessionActivity())
         description = (call.get("tool_input") or {}).get("description")
         if isinstance(description, str):
-            child.title = child.title or description[:500]
+            child.title = child.title or clip(Session, "title", description)
         child.cover(call.get("started_at") or event.received_at)
         child.cover(event.received_at)
     unique_calls = {id(call): call for call in calls.values()}

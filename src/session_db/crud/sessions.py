@@ -69,16 +69,26 @@ async def create_session(db: AsyncSession, data: SessionCreate | Mapping[str, An
 async def ensure_session(db: AsyncSession, session_slug: str, **values: Any) -> uuid.UUID:
     """Return the id of the session with this slug, creating it with `values` if missing.
 
-    An existing session is left as it is (`values` only fill a new row); concurrent
-    callers get the same row (INSERT ... ON CONFLICT DO NOTHING, then a read).
+    `values` are checked as a `SessionCreate`'s. An existing session is left as it is
+    (`values` only fill a new row); concurrent callers get the same row (INSERT ... ON
+    CONFLICT DO NOTHING, then a read).
+
+    Raises:
+        InvalidInputError: A value is invalid or a field unknown; the error names it.
     """
+    checked = _checked_new(ENTITY, {**values, "session_slug": session_slug})
     await db.exec(
         upsert_insert(db, Session)
-        .values(id=new_id(), session_slug=session_slug, **values)
+        .values(id=new_id(), **checked)
         .on_conflict_do_nothing(index_elements=[Session.session_slug])
     )
     found = select(Session.id).where(Session.session_slug == session_slug)
     return (await db.exec(found)).one()
+
+
+def _checked_new(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The given values of a new session, validated like `create_session`'s input."""
+    return coerce_input(SessionCreate, values, entity).model_dump(exclude_unset=True)
 
 
 @translating_errors(ENTITY)
@@ -88,16 +98,17 @@ async def ensure_sessions(
     """Return {slug: (id, created)} for many sessions, creating the missing ones.
 
     Args:
-        sessions: Column values per session, `session_slug` required; they only fill a
-            new row (an existing session is left as it is). A slug given twice keeps
-            its first values.
+        sessions: `SessionCreate` values per session, `session_slug` required and each
+            checked; they only fill a new row (an existing session is left as it is). A
+            slug given twice keeps its first values.
 
     Returns:
         Every slug's session id, and whether this call created it.
     """
     unique: dict[str, dict[str, Any]] = {}
-    for values in sessions:
-        unique.setdefault(values["session_slug"], {**values, "id": new_id()})
+    for index, values in enumerate(sessions):
+        checked = _checked_new(f"{ENTITY}s[{index}]", values)
+        unique.setdefault(checked["session_slug"], {**checked, "id": new_id()})
     if not unique:
         return {}
     table = Session.__table__  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ Everything here behaves the same on PostgreSQL and SQLite, so the domain modules
 branch on the engine.
 """
 
+import functools
 import os
 import re
 import time
@@ -264,6 +265,21 @@ class InputModel(Base):
             super().__init__(**data)
         except ValidationError as error:
             raise input_error(_entity_of(type(self)), error) from None
+
+
+@functools.cache
+def column_length(table: type[SQLModel], column: str) -> int | None:
+    """The length of a table's text column (None for unbounded text), from its schema."""
+    return getattr(table.__table__.c[column].type, "length", None)  # type: ignore[attr-defined]
+
+
+def clip(table: type[SQLModel], column: str, value: str | None) -> str | None:
+    """`value` cut to fit the column: for ids and names taken from an agent's payload,
+    which keeps them whole (a documented normalisation, not a refusal)."""
+    if value is None:
+        return None
+    length = column_length(table, column)
+    return value if length is None else value[:length]
 
 
 def id_field() -> Any:
