@@ -401,6 +401,16 @@ def test_a_version_1_file_is_read_as_version_2(session_dir: Path) -> None:
     }
 
 
+def test_a_null_session_type_reads_as_absent_in_both_managers(session_dir: Path) -> None:
+    # Files an earlier StateManager upgraded from version 1 hold "session_type": null.
+    (session_dir / "state.json").write_text(json.dumps(new_state("s", session_type=None)))
+    assert SessionStateManager(session_dir).load().session_type == SessionType.full
+    ours = StateManager(session_dir)
+    assert "session_type" not in ours.load()
+    ours.set_status("paused")
+    assert "session_type" not in on_disk(session_dir)
+
+
 def test_concurrent_changes_from_threads_are_all_saved(session_dir: Path) -> None:
     manager = SessionStateManager(session_dir)
     manager.load()

@@ -87,9 +87,6 @@ class SessionNotFoundError(FileNotFoundError):
         self.path = path
         super().__init__(f"session {session_id} has no {STATE_FILE} ({path})")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class StateValidationError(FormatError):
     """A `state.json` that is not a valid session state, or a change that would make one."""
@@ -197,9 +194,12 @@ def read_state_document(session_dir: Path) -> dict[str, Any]:
         raise SessionNotFoundError(session_dir.name, str(path)) from None
     except FormatError as error:
         raise StateValidationError(f"invalid {path}: {error}") from None
-    if summary.version == 1:
-        return upgrade_v1(raw, summary)
-    return {"$schema": STATE_V2_SCHEMA, **raw}  # a file the seeds' models saved lacks it
+    document = upgrade_v1(raw, summary) if summary.version == 1 else raw
+    if "session_type" in document and document["session_type"] is None:
+        # Our own earlier version 1 upgrades wrote null, which the seeds' model refuses;
+        # absent says the same and reads as their default.
+        document = {key: value for key, value in document.items() if key != "session_type"}
+    return {"$schema": STATE_V2_SCHEMA, **document}  # a file the seeds' models saved lacks it
 
 
 class StateManager:
