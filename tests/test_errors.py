@@ -358,3 +358,11 @@ async def test_retry_does_not_rerun_a_permanent_fault(engine: AsyncEngine) -> No
         await retry_transient(work, attempts=5, first_delay=0.01)
     assert calls == [1]
 
+
+
+async def test_an_unknown_revision_is_a_migration_error(engine: AsyncEngine) -> None:
+    from session_db.errors import MigrationError
+    from session_db.migrate import downgrade
+
+    with pytest.raises(MigrationError, match="no-such-revision"):
+        await downgrade(engine, "no-such-revision")

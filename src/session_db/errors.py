@@ -53,6 +53,11 @@ class PathEscapeError(InvalidInputError):
         super().__init__("session_dir", None, f"{path}: {problem}")
 
 
+class MigrationError(SessionDBError):
+    """A migration could not run: an unknown revision, models that differ from the
+    migrations (`check`), or an installation without its migrations."""
+
+
 class DatabaseError(SessionDBError):
     """The database failed in a way that is not the caller's input (a bug, a full disk)."""
 

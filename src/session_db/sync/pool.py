@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
-from session_db.errors import is_transient
+from session_db.errors import SessionDBError, is_transient
 from session_db.retry import retry_transient
 from session_db.sync.folders import project_root_of
 from session_db.sync.mirror import SyncResult, sync_session
@@ -35,7 +35,7 @@ from session_db.sync.mirror import SyncResult, sync_session
 logger = logging.getLogger(__name__)
 
 
-class SyncPoolClosedError(RuntimeError):
+class SyncPoolClosedError(SessionDBError, RuntimeError):
     """`submit()` was called after `close()`."""
 
 
