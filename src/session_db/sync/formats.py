@@ -36,6 +36,7 @@ from pydantic import (
     ValidationError,
 )
 
+from session_db.errors import SessionDBError
 from session_db.sync.state_models import (
     STATE_V2_SCHEMA,
     Phase,
@@ -82,7 +83,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 M = TypeVar("M", bound=BaseModel)
 
 
-class FormatError(ValueError):
+class FormatError(SessionDBError, ValueError):
     """A file exists but cannot be used: not JSON, not an object, or without an identity."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from session_db.errors import SessionDBError
 from session_db.sync.formats import (
     PHASES,
     STATE_FILE,
@@ -52,7 +53,7 @@ _PHASE_ORDER = [*PHASES, Phase.complete.value]
 _SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 
 
-class StateError(ValueError):
+class StateError(SessionDBError, ValueError):
     """A state change the workflow does not allow (a backward transition, say)."""
 
 
@@ -78,7 +79,7 @@ class InvalidPhaseTransitionError(StateError):
         super().__init__(f"cannot move from {from_phase} to {to_phase}: {why}")
 
 
-class SessionNotFoundError(FileNotFoundError):
+class SessionNotFoundError(SessionDBError, FileNotFoundError):
     """The session folder has no `state.json`."""
 
     def __init__(self, session_id: str, path: str) -> None:
