@@ -211,19 +211,15 @@ def test_upgrade_sql_prints_the_ddl_without_touching_a_database(
 
 
 def test_migrations_ship_in_the_wheel_and_run_from_it(tmp_path: Path) -> None:
+    # Built through hatchling's PEP 517 hook, not pip: a `uv sync` environment has no pip.
     built = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
+            "-c",
+            "import sys; from hatchling.build import build_wheel; build_wheel(sys.argv[1])",
             str(tmp_path / "dist"),
-            str(REPO),
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
