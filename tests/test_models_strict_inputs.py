@@ -27,13 +27,30 @@ from session_db.models import (
 @pytest.mark.parametrize(
     ("build", "entity", "field"),
     [
-        (lambda: SessionCreate(session_slug="x", titel="typo"), "session", "titel"),
-        (lambda: SessionUpdate(titel="typo"), "session", "titel"),
-        (lambda: AgentCreate(agnet_type="Explore"), "agent", "agnet_type"),
-        (lambda: AgentUpdate(stauts="done"), "agent", "stauts"),
-        (lambda: ProjectCreate(name="p", root_path="/p", rooot="/q"), "project", "rooot"),
-        (lambda: TaskCreate(title="t", group="g"), "task", "group"),
-        (lambda: ThreadCreate(session_id="0" * 32, topic="t"), "thread", "topic"),
+        pytest.param(
+            lambda: SessionCreate(session_slug="x", titel="typo"),
+            "session",
+            "titel",
+            id="SessionCreate",
+        ),
+        pytest.param(lambda: SessionUpdate(titel="typo"), "session", "titel", id="SessionUpdate"),
+        pytest.param(
+            lambda: AgentCreate(agnet_type="Explore"), "agent", "agnet_type", id="AgentCreate"
+        ),
+        pytest.param(lambda: AgentUpdate(stauts="done"), "agent", "stauts", id="AgentUpdate"),
+        pytest.param(
+            lambda: ProjectCreate(name="p", root_path="/p", rooot="/q"),
+            "project",
+            "rooot",
+            id="ProjectCreate",
+        ),
+        pytest.param(lambda: TaskCreate(title="t", group="g"), "task", "group", id="TaskCreate"),
+        pytest.param(
+            lambda: ThreadCreate(session_id="0" * 32, topic="t"),
+            "thread",
+            "topic",
+            id="ThreadCreate",
+        ),
     ],
 )
 def test_an_input_model_refuses_an_unknown_field_naming_it(
@@ -56,7 +73,9 @@ async def test_the_mapping_path_refuses_an_unknown_field_on_both_engines(
         assert await crud.list_sessions(db) == []  # nothing half-written
 
 
-@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+@pytest.mark.parametrize(
+    "value", [2**63, -(2**63) - 1, 10**30], ids=["int64-max+1", "int64-min-1", "10**30"]
+)
 async def test_an_integer_beyond_64_bits_is_refused_alike_on_both_engines(
     engine: AsyncEngine, value: int
 ) -> None:
