@@ -6,9 +6,10 @@ three times per round (once with --quick) under fresh session ids, with message 
 request ids made unique per copy, so every copy is new usage and not a replay. One copy
 is imported first to warm up (genai-prices' tables, SQLAlchemy's statement cache); then
 each round imports a fresh set of copies into the same database, alternating with
-`json.loads` of the same lines. The figure is import lines/s against json.loads lines/s,
-each from its best round (the one least disturbed by anything else running). Target: at
-least 0.5.
+`json.loads` of the same lines. Each timed pass starts from a collected heap, so a full
+garbage collection that earlier work made due does not land in one side's timing. The
+figure is import lines/s against json.loads lines/s, each from its best round (the one
+least disturbed by anything else running). Target: at least 0.5.
 
     python bench/bench_import.py [--url URL] [--quick]
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import tempfile
@@ -74,6 +76,7 @@ def json_seconds(lines: list[bytes], repeats: int = 5) -> float:
     """The best time of `repeats` runs of `json.loads` over `lines`."""
     best = float("inf")
     for _ in range(repeats):
+        gc.collect()
         start = time.perf_counter()
         for line in lines:
             json.loads(line)
@@ -94,6 +97,7 @@ async def _measure(url: str, workdir: Path, copies: int, rounds: int) -> list[di
             lines = write_copies(folder, copies, f"r{round_number}x{uuid.uuid4().hex[:6]}")
             # Alternating, in the same rounds, so a busy machine slows both alike.
             parses.append(json_seconds(lines))
+            gc.collect()
             start = time.perf_counter()
             report = await import_transcripts(engine, [folder])
             imports.append(time.perf_counter() - start)

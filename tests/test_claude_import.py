@@ -401,3 +401,39 @@ def test_default_path_honours_claude_config_dir(
     assert [default_projects_dir()] == [tmp_path / "cfg" / "projects"]
     monkeypatch.delenv("CLAUDE_CONFIG_DIR")
     assert [default_projects_dir()] == [Path.home() / ".claude" / "projects"]
+
+
+async def test_a_file_changed_after_it_was_read_ahead_is_imported_as_it_is_now(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "projects" / "-work-bedrock-app"
+    folder.mkdir(parents=True)
+    first = folder / "00000000-0000-4000-8000-00000000000a.jsonl"
+    second = folder / "ffffffff-0000-4000-8000-00000000000b.jsonl"
+    first.write_text(_line(sessionId=first.stem, message=_message("msg_a")))
+    second.write_text(_line(sessionId=second.stem, message=_message("msg_b_old")))
+
+    def replace_the_second(transcript: object, report: object) -> None:
+        # The second session's file was read ahead while the first was imported; it is
+        # replaced before its own import.
+        if second.read_text().count("\n") == 1 and "msg_b_old" in second.read_text():
+            second.write_text(
+                _line(sessionId=second.stem, requestId="req_n", message=_message("msg_b_new"))
+                + _line(sessionId=second.stem, requestId="req_m", message=_message("msg_b_2"))
+            )
+
+    report = await import_transcripts(engine, [tmp_path / "projects"], progress=replace_the_second)
+    assert (report.errors, report.lines) == ([], 3)
+    async with get_async_session(engine) as db:
+        ids = sorted(r.message_id for r in (await db.exec(select(UsageRecord))).all())
+    assert ids == ["msg_a", "msg_b_2", "msg_b_new"]
+    # Appended after the read ahead: those lines wait for the next import, none is lost.
+    with second.open("a") as handle:
+        handle.write(_line(sessionId=second.stem, requestId="req_o", message=_message("msg_b_3")))
+    again = await import_transcripts(engine, [tmp_path / "projects"])
+    assert (again.errors, again.lines) == ([], 1)
+
+
+def _message(message_id: str) -> dict[str, object]:
+    usage = {"input_tokens": 1, "output_tokens": 2}
+    return {"id": message_id, "model": "claude-opus-4-6", "usage": usage}

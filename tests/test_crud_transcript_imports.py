@@ -95,3 +95,19 @@ async def test_list_and_get_transcript_imports(db: AsyncSession) -> None:
     assert paths(await crud.list_transcript_imports(db, limit=1, offset=2)) == ["/home/c"]
     with pytest.raises(NotFoundError):
         await crud.get_transcript_import(db, f"/nowhere/{uuid.uuid4()}.jsonl")
+
+
+async def test_get_transcript_imports_reads_the_rows_that_exist_without_creating_any(
+    db: AsyncSession,
+) -> None:
+    long = "/p/" + "y" * 2000
+    claimed = await crud.claim_transcript_imports(db, ["/p/a.jsonl", long])
+    claimed["/p/a.jsonl"].byte_offset = 10
+    await crud.record_transcript_imports(db, [claimed["/p/a.jsonl"]])
+    found = await crud.transcript_imports.get_transcript_imports(
+        db, ["/p/a.jsonl", "/p/missing.jsonl", long]
+    )
+    assert sorted(found) == sorted(["/p/a.jsonl", long])  # by the path as given
+    assert (found["/p/a.jsonl"].byte_offset, found[long].byte_offset) == (10, 0)
+    assert await crud.list_transcript_imports(db, under="/p/missing") == []
+    assert await crud.transcript_imports.get_transcript_imports(db, []) == {}

@@ -169,16 +169,32 @@ async def import_transcripts(
             what was imported before stays imported.
     """
     report = ImportReport()
-    for group in _by_session(transcripts_under(paths)):
-        for transcript, outcome in await _import_group(engine, group, attempts):
-            report.files += 1
-            if isinstance(outcome, str):
-                report.errors.append((str(transcript.path), outcome))
-                logger.warning("could not import %s: %s", transcript.path, outcome)
-            else:
-                report.add(outcome)
-            if progress is not None:
-                progress(transcript, report)
+    groups = _by_session(transcripts_under(paths))
+    # The next session's files are read while this one's are written: reading is CPU
+    # work, and so much of writing is waiting for the database that the two overlap. What
+    # is read ahead is checked against the claimed progress (and the file) before use.
+    known = await _known_progress(engine, groups[1:]) if len(groups) > 1 else None
+    ahead: asyncio.Future[dict[Path, _ReadAhead]] | None = None
+    try:
+        for index, group in enumerate(groups):
+            current, ahead = ahead, None
+            if known is not None and index + 1 < len(groups):
+                ahead = asyncio.ensure_future(
+                    asyncio.to_thread(_read_ahead, groups[index + 1], known)
+                )
+            prefetched = await current if current is not None else {}
+            for transcript, outcome in await _import_group(engine, group, attempts, prefetched):
+                report.files += 1
+                if isinstance(outcome, str):
+                    report.errors.append((str(transcript.path), outcome))
+                    logger.warning("could not import %s: %s", transcript.path, outcome)
+                else:
+                    report.add(outcome)
+                if progress is not None:
+                    progress(transcript, report)
+    finally:
+        if ahead is not None:  # stopped early: nobody waits for what was read ahead
+            ahead.cancel()
     return report
 
 
@@ -193,15 +209,57 @@ def _by_session(transcripts: list[TranscriptFile]) -> list[list[TranscriptFile]]
     return groups
 
 
+@dataclass(frozen=True)
+class _ReadAhead:
+    """A file's new lines, read before its progress row was claimed (and locked)."""
+
+    start: tuple[int, str | None]  # the (offset, identity) it was read from
+    read: tuple[str, int, TranscriptScan | None, int]  # what `_read_new_lines` returned
+
+
+async def _known_progress(
+    engine: AsyncEngine, groups: list[list[TranscriptFile]]
+) -> dict[Path, tuple[int, str | None]] | None:
+    """Where the files of these groups stopped, as last committed (a plain read).
+
+    None where it cannot be read: then nothing is read ahead, and the imports themselves
+    meet (and retry) whatever fault there is.
+    """
+    paths = {str(transcript.path): transcript.path for group in groups for transcript in group}
+    try:
+        async with get_async_session(engine) as db:
+            rows = await transcript_imports.get_transcript_imports(db, list(paths))
+    except Exception:  # an optimisation only: no fault of it may stop the import
+        return None
+    return {paths[path]: (row.byte_offset, row.file_identity) for path, row in rows.items()}
+
+
+def _read_ahead(
+    group: list[TranscriptFile], known: dict[Path, tuple[int, str | None]]
+) -> dict[Path, _ReadAhead]:
+    """Read a group's new lines from their last committed progress; skip what fails."""
+    found: dict[Path, _ReadAhead] = {}
+    for transcript in group:
+        start = known.get(transcript.path, (0, None))
+        try:
+            found[transcript.path] = _ReadAhead(start, _read_new_lines(transcript.path, *start))
+        except Exception:  # read again when imported, and reported there
+            continue
+    return found
+
+
 async def _import_group(
-    engine: AsyncEngine, group: list[TranscriptFile], attempts: int | None
+    engine: AsyncEngine,
+    group: list[TranscriptFile],
+    attempts: int | None,
+    prefetched: dict[Path, _ReadAhead] | None = None,
 ) -> list[tuple[TranscriptFile, ImportReport | str]]:
     """Import one session's files: together, or each alone if one of them is at fault.
 
     Returns each file with what its import did, or why it failed.
     """
     try:
-        return list(zip(group, await _committed(engine, group, attempts), strict=True))
+        return list(zip(group, await _committed(engine, group, attempts, prefetched), strict=True))
     except Exception as error:
         if is_transient(error):
             raise
@@ -210,7 +268,8 @@ async def _import_group(
     outcomes: list[tuple[TranscriptFile, ImportReport | str]] = []
     for transcript in group:  # find the file at fault; the others go in on their own
         try:
-            outcomes.append((transcript, (await _committed(engine, [transcript], attempts))[0]))
+            done = await _committed(engine, [transcript], attempts, prefetched)
+            outcomes.append((transcript, done[0]))
         except Exception as error:
             if is_transient(error):
                 raise
@@ -219,7 +278,10 @@ async def _import_group(
 
 
 async def _committed(
-    engine: AsyncEngine, transcripts: list[TranscriptFile], attempts: int | None
+    engine: AsyncEngine,
+    transcripts: list[TranscriptFile],
+    attempts: int | None,
+    prefetched: dict[Path, _ReadAhead] | None = None,
 ) -> list[ImportReport]:
     """Import files in one transaction, retried whole after transient faults.
 
@@ -230,7 +292,7 @@ async def _committed(
 
     async def work() -> list[ImportReport]:
         async with get_async_session(engine) as db:
-            return await import_files(db, transcripts)
+            return await import_files(db, transcripts, prefetched)
 
     what = (
         str(transcripts[0].path)
@@ -328,12 +390,18 @@ class _Batch:
         return self.activity.setdefault(session_id, SessionActivity())
 
 
-async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> list[ImportReport]:
+async def import_files(
+    db: AsyncSession,
+    transcripts: list[TranscriptFile],
+    prefetched: Mapping[Path, _ReadAhead] | None = None,
+) -> list[ImportReport]:
     """Import the new lines of transcript files inside the caller's transaction.
 
     Meant for one session's files, subagents first (as `transcripts_under` orders them):
     they share the session's rows, their usage is de-duplicated together and written in
     one statement per page of rows, and the totals are refreshed once at the end.
+    `prefetched` holds files read ahead (by `import_transcripts`); one is used only if it
+    was read from the offset and identity claimed now and the file is still that file.
 
     Returns:
         What each file's import did, in order.
@@ -346,9 +414,13 @@ async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> l
     done: list[TranscriptImport] = []
     for transcript in transcripts:
         row = claimed[str(transcript.path)]
-        identity, offset, scan, new_offset = await asyncio.to_thread(
-            _read_new_lines, transcript.path, row.byte_offset, row.file_identity
-        )
+        ahead = (prefetched or {}).get(transcript.path)
+        if ahead is not None and await asyncio.to_thread(_still_valid, ahead, transcript, row):
+            identity, offset, scan, new_offset = ahead.read
+        else:
+            identity, offset, scan, new_offset = await asyncio.to_thread(
+                _read_new_lines, transcript.path, row.byte_offset, row.file_identity
+            )
         file = _File(transcript, row, identity, offset, new_offset, scan, ImportReport())
         files.append(file)
         if scan is None:
@@ -385,6 +457,19 @@ async def import_files(db: AsyncSession, transcripts: list[TranscriptFile]) -> l
     await usage_records.refresh_usage_totals(db, batch.changed, reported=reported or None)
     await transcript_imports.record_transcript_imports(db, done)
     return [file.report for file in files]
+
+
+def _still_valid(ahead: _ReadAhead, transcript: TranscriptFile, row: TranscriptImport) -> bool:
+    """Whether lines read ahead are the ones to import now: read from the claimed progress,
+    and the file is still the one they came from (same identity, no shorter).
+
+    Raises:
+        OSError: The file cannot be read (gone since), as reading it now would.
+    """
+    if ahead.start != (row.byte_offset, row.file_identity):
+        return False  # another import moved it on meanwhile
+    identity, size = file_identity(transcript.path)
+    return identity == ahead.read[0] and size >= ahead.read[3]
 
 
 def _read_new_lines(

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PATH",
     "claim_transcript_imports",
     "get_transcript_import",
+    "get_transcript_imports",
     "list_transcript_imports",
     "record_transcript_imports",
 ]
@@ -110,6 +111,26 @@ async def get_transcript_import(db: AsyncSession, path: str) -> TranscriptImport
     if found is None:
         raise NotFoundError(ENTITY, path, field="path")
     return found
+
+
+@translating_errors(ENTITY)
+async def get_transcript_imports(
+    db: AsyncSession, paths: Iterable[str]
+) -> dict[str, TranscriptImport]:
+    """Return the progress rows of the files at `paths` that have one, by path as given.
+
+    A plain read (no lock, unlike `claim_transcript_imports`): what an import may read
+    ahead from, to be checked against the claimed row. One statement per 1,000 paths.
+    """
+    keys = {path: path[:MAX_PATH] for path in paths}
+    wanted = sorted(set(keys.values()))
+    found: dict[str, TranscriptImport] = {}
+    for start in range(0, len(wanted), 1000):
+        statement = select(TranscriptImport).where(
+            TranscriptImport.path.in_(wanted[start : start + 1000])  # type: ignore[attr-defined]
+        )
+        found.update((row.path, row) for row in (await db.exec(statement)).all())
+    return {path: found[key] for path, key in keys.items() if key in found}
 
 
 @translating_errors(ENTITY)

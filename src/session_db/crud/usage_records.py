@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,6 +63,7 @@ _SESSIONS: sa.Table = Session.__table__  # type: ignore[attr-defined]
 _CHANGED = (*TOKEN_COLUMNS, "cost", "cost_source", "cost_is_estimate", "updated_at")
 
 UsageKey = tuple[str, str]  # (message_id, request_id)
+_TEXT_ARRAY = postgresql.ARRAY(sa.String)
 
 
 @functools.cache
@@ -169,37 +171,59 @@ class StoredUsage:
 async def find_usage_records(db: AsyncSession, message_ids: Iterable[str]) -> list[StoredUsage]:
     """Return the stored responses with any of these message ids, whatever their request id.
 
-    One statement per page of ids. A replayed response can come back under a new request
-    id, so the caller compares the stored ones with the new ones before writing.
+    A replayed response can come back under a new request id, so the caller compares the
+    stored ones with the new ones before writing. One indexed lookup per page of ids (on
+    PostgreSQL with the ids as one array, so the statement is planned once, not once per
+    length of the list); where any is found, one more read for their sessions and agents.
     """
     wanted = sorted(set(message_ids))
-    found: list[StoredUsage] = []
     total = sum((_TABLE.c[column] for column in TOKEN_COLUMNS), sa.literal(0))
+    columns = (
+        _TABLE.c.id,
+        _TABLE.c.message_id,
+        _TABLE.c.request_id,
+        _TABLE.c.session_id,
+        _TABLE.c.agent_id,
+        total,
+    )
+    connection = await db.connection()
+    postgres = connection.dialect.name == "postgresql"
+    rows: list[Any] = []
     for start in range(0, len(wanted), BULK_PAGE):
-        statement = (
-            sa.select(
-                _TABLE.c.id,
-                _TABLE.c.message_id,
-                _TABLE.c.request_id,
-                _TABLE.c.session_id,
-                _TABLE.c.agent_id,
-                _AGENTS.c.agent_type,
-                _SESSIONS.c.parent_session_id.is_not(None),
-                total,
-            )
-            .select_from(
-                _TABLE.join(_SESSIONS, _SESSIONS.c.id == _TABLE.c.session_id).outerjoin(
-                    _AGENTS, _AGENTS.c.id == _TABLE.c.agent_id
-                )
-            )
-            .where(_TABLE.c.message_id.in_(wanted[start : start + BULK_PAGE]))
+        page = wanted[start : start + BULK_PAGE]
+        condition = (
+            _TABLE.c.message_id == sa.any_(sa.bindparam("ids", page, type_=_TEXT_ARRAY))
+            if postgres
+            else _TABLE.c.message_id.in_(page)
         )
-        rows = (await (await db.connection()).execute(statement)).all()
-        found.extend(
-            StoredUsage(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), int(row[7]))
-            for row in rows
+        rows.extend((await connection.execute(sa.select(*columns).where(condition))).all())
+    if not rows:
+        return []
+    sessions = {row[3] for row in rows}
+    agents = {row[4] for row in rows if row[4] is not None}
+    statement = sa.select(_SESSIONS.c.id, _SESSIONS.c.parent_session_id.is_not(None)).where(
+        _SESSIONS.c.id.in_(sorted(sessions))
+    )
+    children = {sid: bool(is_child) for sid, is_child in await connection.execute(statement)}
+    types: dict[uuid.UUID, str] = {}
+    if agents:
+        statement = sa.select(_AGENTS.c.id, _AGENTS.c.agent_type).where(
+            _AGENTS.c.id.in_(sorted(agents))
         )
-    return found
+        types = dict((await connection.execute(statement)).all())
+    return [
+        StoredUsage(
+            record_id,
+            message_id,
+            request_id,
+            session_id,
+            agent_id,
+            types.get(agent_id) if agent_id is not None else None,
+            children.get(session_id, False),
+            int(tokens),
+        )
+        for record_id, message_id, request_id, session_id, agent_id, tokens in rows
+    ]
 
 
 @translating_errors(ENTITY)
