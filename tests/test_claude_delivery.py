@@ -318,6 +318,7 @@ asyncio.run(deliver_pending(engine, sys.argv[2], batch_size=5, import_transcript
 """
 
 
+@pytest.mark.slow
 def test_a_deliverer_killed_mid_batch_leaves_exactly_once_delivery(
     db_url: URL, engine: AsyncEngine, tmp_path: Path
 ) -> None:

@@ -49,6 +49,9 @@ from session_db.database import create_engine, get_async_session
 from session_db.errors import DatabaseUnavailableError, is_transient
 from session_db.models import AgentLog, ToolCall, ToolCallStatus
 
+# Fault injection at scale: run with `pytest -m slow` (CI runs it).
+pytestmark = pytest.mark.slow
+
 # The sizes the issue asks for. While developing, lower them here, never in a commit.
 TERMINATED_EVENTS = 20_000  # delivered while connections are terminated again and again
 KILLED_EVENTS = 6_000  # in the spool of the deliverer that is SIGKILLed mid-chunk

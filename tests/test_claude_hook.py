@@ -526,6 +526,7 @@ def test_concurrent_hooks_write_whole_lines(tmp_path: Path) -> None:
     assert not (folder / spool.HOOK_LOG).exists()
 
 
+@pytest.mark.slow
 def test_rotation_during_appends_loses_and_repeats_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "spool"
     folder.mkdir(mode=0o700)
@@ -795,6 +796,7 @@ def stop_deliverer(folder: Path) -> None:
     raise AssertionError("the deliverer did not stop")
 
 
+@pytest.mark.slow
 def test_a_burst_of_hooks_starts_one_deliverer_and_hands_it_the_lock(
     tmp_path: Path, sqlite_template: Path
 ) -> None:

@@ -211,6 +211,7 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_the_console_script_and_python_m_agree(cli_db: URL, tmp_path: Path, project: Path) -> None:
     env = {"SESSION_DB_URL": cli_db.render_as_string(hide_password=False)}
     synced = run_cli("sync", str(project), "--json", env=env, cwd=tmp_path)
@@ -232,6 +233,7 @@ def test_the_console_script_and_python_m_agree(cli_db: URL, tmp_path: Path, proj
     assert wrong.returncode == 2
 
 
+@pytest.mark.slow
 def test_watch_syncs_changes_and_drains_on_ctrl_c(
     cli_db: URL, tmp_path: Path, project: Path
 ) -> None:

@@ -156,6 +156,7 @@ def test_importing_reads_no_settings_and_opens_no_database(tmp_path: Path) -> No
     assert not any(tmp_path.rglob("*.sqlite"))
 
 
+@pytest.mark.slow
 def test_readme_first_command_creates_the_embedded_database(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     command = "session-db demo"

@@ -61,6 +61,7 @@ def database_path(engine: AsyncEngine) -> str:
     return str(engine.url.database)
 
 
+@pytest.mark.slow
 async def test_a_reader_does_not_wait_for_a_writer_holding_the_lock(
     sqlite_engine: AsyncEngine,
 ) -> None:
@@ -77,6 +78,7 @@ async def test_a_reader_does_not_wait_for_a_writer_holding_the_lock(
     await asyncio.to_thread(writer.join, 10)
 
 
+@pytest.mark.slow
 async def test_a_writer_past_the_busy_timeout_gets_a_clear_retryable_error(
     sqlite_engine: AsyncEngine,
 ) -> None:

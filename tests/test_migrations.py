@@ -144,6 +144,7 @@ async def test_concurrent_upgrades_in_one_process_all_succeed(empty_database: UR
             await engine.dispose()
 
 
+@pytest.mark.slow
 def test_concurrent_init_db_from_separate_processes_all_succeed(empty_database: URL) -> None:
     script = "import asyncio\nfrom session_db.database import init_db\nasyncio.run(init_db())\n"
     env = {**os.environ, "SESSION_DB_URL": empty_database.render_as_string(hide_password=False)}
@@ -176,6 +177,7 @@ def _alembic(*args: str, url: URL, cwd: Path = REPO) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_alembic_command_line_upgrades_and_reports_no_drift(empty_database: URL) -> None:
     upgraded = _alembic("upgrade", "head", url=empty_database)
     assert upgraded.returncode == 0, upgraded.stderr
@@ -210,6 +212,7 @@ def test_upgrade_sql_prints_the_ddl_without_touching_a_database(
     assert not (tmp_path / "never.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_migrations_ship_in_the_wheel_and_run_from_it(tmp_path: Path) -> None:
     # Built through hatchling's PEP 517 hook, not pip: a `uv sync` environment has no pip.
     built = subprocess.run(

@@ -261,6 +261,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_save_leaves_a_whole_file(folder: Path, tmp_path: Path) -> None:
     StateManager.create(folder, topic="Demo")
     seen: set[int] = set()

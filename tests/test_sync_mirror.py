@@ -444,6 +444,7 @@ async def test_a_placeholder_parent_is_filled_in_when_its_folder_syncs(
         assert parent.agent_count == 1  # the child, counted once
 
 
+@pytest.mark.slow
 async def test_two_syncers_of_one_project_at_once_make_no_duplicates(
     db_url: URL, engine: AsyncEngine, project: Path
 ) -> None:
@@ -649,6 +650,7 @@ def faulty_engine(db_url: URL) -> AsyncEngine:
     return create_engine(settings, url=db_url)
 
 
+@pytest.mark.slow
 async def test_faults_mid_sync_retry_their_transaction_and_every_folder_syncs_once(
     db_url: URL, engine: AsyncEngine, project: Path
 ) -> None:

@@ -303,6 +303,7 @@ async def test_a_burst_of_saves_costs_one_sync_of_the_newest_files(
     assert await phases(engine) == {"alpha": "docs"}
 
 
+@pytest.mark.slow
 async def test_faults_mid_sync_are_retried_and_every_folder_syncs_once(
     db_url: URL, engine: AsyncEngine, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ def test_sync_lists_problems_and_warnings_and_exits_3_until_they_are_fixed(
     assert (code, err) == (0, "") and len(out.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_watch_lists_the_folders_in_error_and_says_when_one_is_fixed(
     cli_db: URL, tmp_path: Path, project: Path
 ) -> None:
