@@ -37,7 +37,6 @@ from typing import Any
 __all__ = [
     "FAST_MULTIPLIERS",
     "Cost",
-    "NoFastPriceError",
     "clear_price_cache",
     "normalize_model",
     "price_usage",
@@ -70,11 +69,12 @@ FAST = "fast"
 _FAST_CONTEXT = {"speed": FAST}
 
 
-class NoFastPriceError(ValueError):
+class _NoFastPrice(ValueError):
     """Fast mode usage of a model whose fast price is not known: left unpriced.
 
     A ValueError (this usage cannot be priced), not a LookupError: the model itself is
-    known, and its standard usage stays priced.
+    known, and its standard usage stays priced. Private: price_usage turns it into an
+    unpriced cost, and genai_list_price documents it as a ValueError.
     """
 
 
@@ -180,8 +180,8 @@ def genai_list_price(
 
     Raises:
         LookupError: genai-prices does not know the model.
-        NoFastPriceError: `fast`, and no fast price of the model is known.
-        ValueError: The usage cannot be priced (a missing, negative or non-number count).
+        ValueError: The usage cannot be priced (a missing, negative or non-number count;
+            or `fast`, and no fast price of the model is known).
     """
     import genai_prices  # deferred: slow to import
 
@@ -197,7 +197,7 @@ def genai_list_price(
         ).total_price
     multiplier = FAST_MULTIPLIERS.get(extracted.model.id)
     if multiplier is None:
-        raise NoFastPriceError(f"no fast mode price known for {name}")
+        raise _NoFastPrice(f"no fast mode price known for {name}")
     return extracted.calc_price(genai_request_timestamp=when).total_price * multiplier
 
 
@@ -306,7 +306,7 @@ class _ModelPrices:
         variant, or of its standard price with `FAST_MULTIPLIERS`' multiplier.
 
         Raises:
-            NoFastPriceError: `fast`, and no fast price of this model is known.
+            ValueError: `fast`, and no fast price of this model is known.
         """
         # No price context: genai-prices returns one of the model's own ModelPrice
         # objects, the same object for every request of one price period.
@@ -318,7 +318,7 @@ class _ModelPrices:
             if not variants:
                 multiplier = FAST_MULTIPLIERS.get(self.model.id)
                 if multiplier is None:
-                    raise NoFastPriceError(f"no fast mode price known for {self.model.id}")
+                    raise _NoFastPrice(f"no fast mode price known for {self.model.id}")
         # A price with a context is a new copy per call: keyed by what it is made of.
         key = (id(price), tuple(id(variant) for variant in variants))
         found = self._plans.get(key)
