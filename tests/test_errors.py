@@ -359,10 +359,31 @@ async def test_retry_does_not_rerun_a_permanent_fault(engine: AsyncEngine) -> No
     assert calls == [1]
 
 
-
 async def test_an_unknown_revision_is_a_migration_error(engine: AsyncEngine) -> None:
     from session_db.errors import MigrationError
     from session_db.migrate import downgrade
 
     with pytest.raises(MigrationError, match="no-such-revision"):
         await downgrade(engine, "no-such-revision")
+
+
+def test_every_error_the_package_defines_is_a_session_db_error() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import session_db
+    from session_db.errors import SessionDBError
+
+    defined = []
+    for module_info in pkgutil.walk_packages(session_db.__path__, "session_db."):
+        module = importlib.import_module(module_info.name)
+        defined += [
+            obj
+            for _, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, BaseException)
+            and obj.__module__ == module.__name__
+            and not obj.__name__.startswith("_")  # private control flow, never raised out
+        ]
+    assert len(defined) >= 15  # the walk found the package's errors
+    assert [e.__qualname__ for e in defined if not issubclass(e, SessionDBError)] == []
