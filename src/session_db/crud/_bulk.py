@@ -61,11 +61,14 @@ async def _copy_into_staging(
     connection = await db.connection()
     staging = _staging_name(table)
     # A temporary table lives as long as the connection, so pooled connections create it
-    # once; IF NOT EXISTS makes a rolled-back creation harmless.
+    # once; IF NOT EXISTS makes a rolled-back creation harmless. Its rows go at commit,
+    # and a DELETE (not TRUNCATE, which makes a new file each time: ~2 ms) empties it for
+    # a second batch in the same transaction.
     await connection.exec_driver_sql(
-        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging}" '
+        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
     )
-    await connection.exec_driver_sql(f'TRUNCATE "{staging}"')
+    await connection.exec_driver_sql(f'DELETE FROM "{staging}"')
     steps = list(zip(columns, _copy_converters(table, columns), strict=True))
     records = [
         tuple(row[name] if convert is None else convert(row[name]) for name, convert in steps)
