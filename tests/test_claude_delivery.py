@@ -157,65 +157,101 @@ def a_session_of_events(directory: Path) -> None:
         spool_event(directory, payload, at_s=index * 2, project_dir="/work/app")
 
 
-async def test_delivery_builds_sessions_subagents_and_tool_calls(
-    engine: AsyncEngine, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def delivered_session(engine: AsyncEngine, tmp_path: Path) -> AsyncEngine:
+    """The engine, after `a_session_of_events` was spooled and delivered."""
     a_session_of_events(tmp_path)
     report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
     assert (report.delivered, report.duplicates, report.rejected) == (14, 0, 0)
     assert not pending_events(str(tmp_path))
-    async with get_async_session(engine) as db:
+    return engine
+
+
+async def parent_and_child(engine: AsyncEngine) -> tuple[Session, Session]:
+    async with get_async_session(engine, read_only=True) as db:
         parent = await crud.get_session_by_slug(db, SESSION)
         child = await crud.get_session_by_slug(db, subagent_slug(SESSION, AGENT))
+    return parent, child
+
+
+async def test_delivery_builds_the_session_with_its_project_span_and_end(
+    delivered_session: AsyncEngine,
+) -> None:
+    parent, _ = await parent_and_child(delivered_session)
+    async with get_async_session(delivered_session, read_only=True) as db:
         project = await db.get(Project, parent.project_id)
-        assert project is not None and project.root_path == "/work/app"  # CLAUDE_PROJECT_DIR
-        assert parent.working_dir == "/work/app"
-        assert (parent.started_at, parent.ended_at) == (at(0), at(26))
-        assert parent.status == SessionStatus.COMPLETED and parent.duration_ms == 26_000
-        assert parent.session_metadata["start_source"] == "startup"
-        assert parent.session_metadata["end_reason"] == "prompt_input_exit"
-        assert child.session_role == SessionRole.SUBAGENT
-        assert child.parent_session_id == parent.id and child.project_id == parent.project_id
-        assert (child.name, child.title) == ("Explore", "Find the parser")
-        assert child.status == SessionStatus.COMPLETED
-        assert (child.started_at, child.ended_at) == (at(4), at(14))
+    assert project is not None and project.root_path == "/work/app"  # CLAUDE_PROJECT_DIR
+    assert parent.working_dir == "/work/app"
+    assert (parent.started_at, parent.ended_at) == (at(0), at(26))
+    assert parent.status == SessionStatus.COMPLETED and parent.duration_ms == 26_000
+    assert parent.session_metadata["start_source"] == "startup"
+    assert parent.session_metadata["end_reason"] == "prompt_input_exit"
+
+
+async def test_delivery_builds_the_subagent_linked_under_its_parent(
+    delivered_session: AsyncEngine,
+) -> None:
+    parent, child = await parent_and_child(delivered_session)
+    assert child.session_role == SessionRole.SUBAGENT
+    assert child.parent_session_id == parent.id and child.project_id == parent.project_id
+    assert (child.name, child.title) == ("Explore", "Find the parser")
+    assert child.status == SessionStatus.COMPLETED
+    assert (child.started_at, child.ended_at) == (at(4), at(14))
+    async with get_async_session(delivered_session, read_only=True) as db:
         link = (await db.exec(select(SessionRelationship))).one()
-        assert (link.parent_session_id, link.child_session_id) == (parent.id, child.id)
-        assert link.spawn_reason == SpawnReason.TASK_TOOL
         tree = await crud.get_session_tree(db, parent.id)
-        assert [node.session.id for node in tree.children] == [child.id]
+    assert (link.parent_session_id, link.child_session_id) == (parent.id, child.id)
+    assert link.spawn_reason == SpawnReason.TASK_TOOL
+    assert [node.session.id for node in tree.children] == [child.id]
 
+
+async def test_delivery_pairs_tool_calls_old_and_new(delivered_session: AsyncEngine) -> None:
+    parent, child = await parent_and_child(delivered_session)
+    async with get_async_session(delivered_session, read_only=True) as db:
         calls = {c.tool_name: c for c in (await db.exec(select(ToolCall))).all()}
-        assert set(calls) == {"Agent", "Read", "Bash"}
-        agent_call, read, bash = calls["Agent"], calls["Read"], calls["Bash"]
-        assert agent_call.session_id == parent.id and agent_call.subagent_session_id == child.id
-        assert agent_call.status == ToolCallStatus.SUCCEEDED and agent_call.duration_ms == 10_000
-        assert agent_call.tool_response["agentId"] == AGENT
-        assert read.session_id == child.id and read.status == ToolCallStatus.FAILED
-        assert (read.error, read.is_interrupt, read.duration_ms) == (
-            "File does not exist.",
-            False,
-            2_000,
-        )
-        assert bash.tool_use_id is None and bash.status == ToolCallStatus.SUCCEEDED
-        assert bash.duration_ms == 2_000 and bash.tool_response == {"stdout": "a\nb"}
+    assert set(calls) == {"Agent", "Read", "Bash"}
+    agent_call, read, bash = calls["Agent"], calls["Read"], calls["Bash"]
+    assert agent_call.session_id == parent.id and agent_call.subagent_session_id == child.id
+    assert agent_call.status == ToolCallStatus.SUCCEEDED and agent_call.duration_ms == 10_000
+    assert agent_call.tool_response["agentId"] == AGENT
+    assert read.session_id == child.id and read.status == ToolCallStatus.FAILED
+    assert (read.error, read.is_interrupt, read.duration_ms) == (
+        "File does not exist.",
+        False,
+        2_000,
+    )
+    # The payload without a tool_use_id is paired by tool and input.
+    assert bash.tool_use_id is None and bash.status == ToolCallStatus.SUCCEEDED
+    assert bash.duration_ms == 2_000 and bash.tool_response == {"stdout": "a\nb"}
 
+
+async def test_delivery_stores_every_event_with_its_promoted_fields(
+    delivered_session: AsyncEngine,
+) -> None:
+    parent, child = await parent_and_child(delivered_session)
+    async with get_async_session(delivered_session, read_only=True) as db:
         logs = (await db.exec(select(AgentLog).order_by(AgentLog.occurred_at))).all()
-        assert len(logs) == 14 and len({log.spool_id for log in logs}) == 14
-        by_type = {log.event_type: log for log in logs}
-        assert by_type["SessionEnd"].reason == "prompt_input_exit"
-        assert by_type["SessionStart"].source == "startup"
-        assert by_type["UserPromptSubmit"].prompt_id == "p-1"
-        assert by_type["SubagentStart"].external_agent_id == AGENT
-        assert by_type["SubagentStart"].agent_type == "Explore"
-        assert by_type["SubagentStart"].session_id == child.id
-        assert by_type["SubagentStart"].parent_session_id == parent.id
-        new = by_type["BrandNewEvent"]
-        assert new.permission_mode == "someNewMode" and new.payload["novel"] == {"nested": [1, 2]}
-        assert new.cwd == "/work/app/src" and new.transcript_path.endswith(f"{SESSION}.jsonl")
-        assert new.external_session_id == SESSION
-        old = [log for log in logs if log.tool_name == "Bash"]
-        assert [log.cwd for log in old] == [None, None]
+    assert len(logs) == 14 and len({log.spool_id for log in logs}) == 14
+    by_type = {log.event_type: log for log in logs}
+    assert by_type["SessionEnd"].reason == "prompt_input_exit"
+    assert by_type["SessionStart"].source == "startup"
+    assert by_type["UserPromptSubmit"].prompt_id == "p-1"
+    assert by_type["SubagentStart"].external_agent_id == AGENT
+    assert by_type["SubagentStart"].agent_type == "Explore"
+    assert by_type["SubagentStart"].session_id == child.id
+    assert by_type["SubagentStart"].parent_session_id == parent.id
+    old = [log for log in logs if log.tool_name == "Bash"]
+    assert [log.cwd for log in old] == [None, None]
+
+
+async def test_delivery_keeps_an_event_newer_than_this_code_whole(
+    delivered_session: AsyncEngine,
+) -> None:
+    async with get_async_session(delivered_session, read_only=True) as db:
+        new = (await db.exec(select(AgentLog).where(AgentLog.event_type == "BrandNewEvent"))).one()
+    assert new.permission_mode == "someNewMode" and new.payload["novel"] == {"nested": [1, 2]}
+    assert new.cwd == "/work/app/src" and new.transcript_path.endswith(f"{SESSION}.jsonl")
+    assert new.external_session_id == SESSION
 
 
 async def test_an_event_without_a_session_id_is_kept(engine: AsyncEngine, tmp_path: Path) -> None:
