@@ -139,7 +139,15 @@ async def by_slug(db: AsyncSession, slug: str) -> Session:
     return await crud.get_session_by_slug(db, slug)
 
 
-async def test_a_project_sync_mirrors_sessions_plans_links_and_agents(
+@pytest.fixture
+async def synced(engine: AsyncEngine, project: Path) -> AsyncEngine:
+    """The engine, after one sync of the three-folder project."""
+    report = await sync_project(project, engine=engine)
+    assert report.counts["synchronized"] == 3 and not report.problems
+    return engine
+
+
+async def test_a_project_sync_reports_progress_folder_by_folder(
     engine: AsyncEngine, project: Path
 ) -> None:
     progress: list[tuple[str, int, int]] = []
@@ -150,53 +158,73 @@ async def test_a_project_sync_mirrors_sessions_plans_links_and_agents(
     )
     assert report.counts["synchronized"] == 3 and not report.problems
     assert progress == [("child", 1, 3), ("old", 2, 3), ("parent", 3, 3)]
-    async with get_async_session(engine) as db:
+
+
+async def test_a_project_sync_mirrors_each_sessions_state(
+    synced: AsyncEngine, project: Path
+) -> None:
+    async with get_async_session(synced, read_only=True) as db:
         project_row = (await db.exec(select(Project))).one()
-        assert project_row.root_path == str(project.resolve())
         parent = await by_slug(db, "parent")
-        assert (parent.title, parent.phase, parent.status) == ("Parent work", "build", "active")
-        assert parent.project_id == project_row.id and parent.session_type == "full"
-        assert (parent.checkpoints_total, parent.checkpoints_completed) == (2, 1)
-        assert (parent.total_tasks, parent.completed_tasks) == (3, 1)
-        assert parent.session_metadata["state"]["artifacts"]["spec"] == "spec.md"
-        assert parent.session_metadata["sync"]["state_version"] == 2
         old = await by_slug(db, "old")
-        assert (old.phase, old.session_type) == ("build", None)
-        assert old.session_metadata["state"]["key_decisions"] == ["keep the files"]
+    assert project_row.root_path == str(project.resolve())
+    assert (parent.title, parent.phase, parent.status) == ("Parent work", "build", "active")
+    assert parent.project_id == project_row.id and parent.session_type == "full"
+    assert (parent.checkpoints_total, parent.checkpoints_completed) == (2, 1)
+    assert (parent.total_tasks, parent.completed_tasks) == (3, 1)
+    assert parent.session_metadata["state"]["artifacts"]["spec"] == "spec.md"
+    assert parent.session_metadata["sync"]["state_version"] == 2
+    assert (old.phase, old.session_type) == ("build", None)
+    assert old.session_metadata["state"]["key_decisions"] == ["keep the files"]
+
+
+async def test_a_project_sync_links_children_and_continuations(synced: AsyncEngine) -> None:
+    async with get_async_session(synced, read_only=True) as db:
+        parent = await by_slug(db, "parent")
+        old = await by_slug(db, "old")
         child = await by_slug(db, "child")
-        assert child.parent_session_id == parent.id
-
         children = await crud.get_children(db, parent.id)
-        assert [c.session.session_slug for c in children] == ["child"]
         continuation = await crud.list_relationships(db, child_session_id=parent.id)
-        assert [(r.parent_session_id, r.relationship_type) for r in continuation] == [
-            (old.id, "continuation")
-        ]
+    assert child.parent_session_id == parent.id
+    assert [c.session.session_slug for c in children] == ["child"]
+    assert [(r.parent_session_id, r.relationship_type) for r in continuation] == [
+        (old.id, "continuation")
+    ]
 
+
+async def test_a_project_sync_mirrors_the_plan_with_readiness(synced: AsyncEngine) -> None:
+    async with get_async_session(synced, read_only=True) as db:
+        parent = await by_slug(db, "parent")
         groups = {g.plan_ref: g for g in await crud.list_task_groups(db, parent.id)}
-        assert set(groups) == {"1", "1.1", "2", "2.1"}
-        assert groups["1.1"].parent_group_id == groups["1"].id
-        assert groups["1.1"].group_name == "1.1 Schema"
-        assert (groups["1"].total_tasks, groups["1"].completed_tasks) == (2, 1)
         tasks = {t.plan_ref: t for t in await crud.list_tasks(db, parent.id)}
-        assert tasks["1.1.1"].status == "completed"
-        assert tasks["2.1.1"].status == "pending"  # an unknown word reads as pending...
-        assert tasks["2.1.1"].task_metadata["status"] == "wip"  # ...and is kept
-        assert tasks["1.1.2"].task_metadata["file_path"] == "migrations/0001.py"
         ready = [t.plan_ref for t in await crud.list_ready_tasks(db, parent.id)]
-        assert ready == ["1.1.2"]
+    assert set(groups) == {"1", "1.1", "2", "2.1"}
+    assert groups["1.1"].parent_group_id == groups["1"].id
+    assert groups["1.1"].group_name == "1.1 Schema"
+    assert (groups["1"].total_tasks, groups["1"].completed_tasks) == (2, 1)
+    assert tasks["1.1.1"].status == "completed"
+    assert tasks["2.1.1"].status == "pending"  # an unknown word reads as pending...
+    assert tasks["2.1.1"].task_metadata["status"] == "wip"  # ...and is kept
+    assert tasks["1.1.2"].task_metadata["file_path"] == "migrations/0001.py"
+    assert ready == ["1.1.2"]
 
+
+async def test_a_project_sync_records_agents_and_each_folders_sync_state(
+    synced: AsyncEngine,
+) -> None:
+    async with get_async_session(synced, read_only=True) as db:
+        parent = await by_slug(db, "parent")
         agents = await crud.list_agents(db, session_id=parent.id)
-        assert [(a.agent_type, a.sdk_session_id, a.model) for a in agents] == [
-            ("build", "sdk-build-1", "claude-sonnet-4-5")
-        ]
         states = (await db.exec(select(SyncState).order_by(SyncState.session_dir))).all()
-        assert [(Path(s.session_dir).name, s.sync_status) for s in states] == [
-            ("child", "synchronized"),
-            ("old", "synchronized"),
-            ("parent", "synchronized"),
-        ]
-        assert all(len(s.content_hash or "") == 64 and s.last_synced_at for s in states)
+    assert [(a.agent_type, a.sdk_session_id, a.model) for a in agents] == [
+        ("build", "sdk-build-1", "claude-sonnet-4-5")
+    ]
+    assert [(Path(s.session_dir).name, s.sync_status) for s in states] == [
+        ("child", "synchronized"),
+        ("old", "synchronized"),
+        ("parent", "synchronized"),
+    ]
+    assert all(len(s.content_hash or "") == 64 and s.last_synced_at for s in states)
 
 
 async def test_syncing_again_changes_nothing(engine: AsyncEngine, project: Path) -> None:
