@@ -24,7 +24,7 @@ from session_db.crud._base import (
     update_row,
 )
 from session_db.crud._bulk import insert_rows
-from session_db.errors import InvalidInputError, NotFoundError
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     RelatedSession,
     RelationshipType,
@@ -155,6 +155,29 @@ async def link_sessions(
         await save(db, child, "session")
     await _refresh_paths(db, parent_id, link.relationship_type)
     return edge
+
+
+@translating_errors(ENTITY)
+async def link_sessions_once(
+    db: AsyncSession, data: SessionRelationshipCreate | Mapping[str, Any]
+) -> SessionRelationship | None:
+    """Link two sessions as `link_sessions` does, unless they are linked already.
+
+    Idempotent: the unique (parent, child) edge decides, inside the link's SAVEPOINT, so
+    a link seen again (a history imported twice, or by two importers at once) adds
+    nothing and changes no count, and the transaction stays usable.
+
+    Returns:
+        The new edge, or None where the two were linked already (whatever the type).
+
+    Raises:
+        InvalidInputError: The two are the same session, or the link would make a cycle.
+        NotFoundError: Either session does not exist.
+    """
+    try:
+        return await link_sessions(db, data)
+    except ConflictError:
+        return None
 
 
 async def _refresh_paths(
