@@ -1,0 +1,1 @@
+"""Gemini CLI: chat files (`<projectHash>/chats/session-*.json[l]`) imported as sessions."""
