@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex, gemini)
 from session_db.cli import claude_commands, demo, queries, sync_commands
 from session_db.cli import db as db_commands
 from session_db.cli.common import state
