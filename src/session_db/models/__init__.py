@@ -30,6 +30,7 @@ from session_db.models.relationships import (
     SessionTreeNode,
     SpawnReason,
 )
+from session_db.models.sdk_store import SdkStoreEntry, SdkStoreSession
 from session_db.models.session import (
     Session,
     SessionCreate,
@@ -93,6 +94,8 @@ __all__ = [
     "ProjectUpdate",
     "RelatedSession",
     "RelationshipType",
+    "SdkStoreEntry",
+    "SdkStoreSession",
     "Session",
     "SessionCreate",
     "SessionMode",
