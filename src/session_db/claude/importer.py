@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -85,6 +85,7 @@ __all__ = [
     "ImportReport",
     "agent_key",
     "file_identity",
+    "import_entries",
     "import_file",
     "import_files",
     "import_transcripts",
@@ -358,7 +359,7 @@ class _File:
     """One file of a batch: its progress row, what its new lines hold, where they go."""
 
     transcript: TranscriptFile
-    row: TranscriptImport
+    row: TranscriptImport | None  # None: lines given, not read from a file
     identity: str
     offset: int  # where the new lines start
     new_offset: int
@@ -431,32 +432,62 @@ async def import_files(
             continue
         file.report.lines += scan.lines
         file.report.bad_lines += scan.bad_lines
-        if transcript.kind == TranscriptKind.MAIN:
-            for launch in scan.launches:
-                if launch.agent_id and launch.subagent_type:
-                    batch.launched.setdefault(launch.agent_id, launch.subagent_type)
     active = [file for file in files if file.scan is not None]
+    await _import_scanned(batch, active)
     for file in active:
-        await _place(batch, file)
-    await _store_usage(batch, active)
-    for file in active:
-        assert file.scan is not None and file.session is not None
-        if file.transcript.kind == TranscriptKind.MAIN:
-            for launch in file.scan.launches:
-                if launch.agent_id:
-                    await _attach_launch(batch, file.session, launch)
-        _note_activity(batch, file)
+        assert file.scan is not None and file.session is not None and file.row is not None
         row = file.row
         row.session_id = file.session.id
         row.lines_read = (row.lines_read if file.offset else 0) + file.scan.lines
         row.file_identity, row.byte_offset = file.identity, file.new_offset
         row.last_imported_at = utcnow()
         done.append(row)
-    reported = _reported_costs(batch)  # adds its sessions to batch.changed
-    await record_session_activity(db, batch.activity)
-    await usage_records.refresh_usage_totals(db, batch.changed, reported=reported or None)
     await transcript_imports.record_transcript_imports(db, done)
     return [file.report for file in files]
+
+
+async def import_entries(
+    db: AsyncSession, scanned: Sequence[tuple[TranscriptFile, TranscriptScan]]
+) -> list[ImportReport]:
+    """Import lines read elsewhere (a session store's entries) in the caller's transaction.
+
+    Each transcript (its path only names it) comes with what its new lines hold
+    (`scan_lines`); they go where a file's new lines would, by the same rules, with one
+    of the same totals refresh. No file progress is kept: the caller knows what is new.
+
+    Returns:
+        What each transcript's import did, in order.
+    """
+    batch = _Batch(db, SessionResolver(db))
+    files = []
+    for transcript, scan in scanned:
+        report = ImportReport(lines=scan.lines, bad_lines=scan.bad_lines)
+        files.append(_File(transcript, None, "", 0, 0, scan, report))
+    await _import_scanned(batch, files)
+    return [file.report for file in files]
+
+
+async def _import_scanned(batch: _Batch, files: list[_File]) -> None:
+    """Store what the files' new lines hold: sessions, usage, launches, names, totals."""
+    for file in files:
+        assert file.scan is not None
+        if file.transcript.kind == TranscriptKind.MAIN:
+            for launch in file.scan.launches:
+                if launch.agent_id and launch.subagent_type:
+                    batch.launched.setdefault(launch.agent_id, launch.subagent_type)
+    for file in files:
+        await _place(batch, file)
+    await _store_usage(batch, files)
+    for file in files:
+        assert file.scan is not None and file.session is not None
+        if file.transcript.kind == TranscriptKind.MAIN:
+            for launch in file.scan.launches:
+                if launch.agent_id:
+                    await _attach_launch(batch, file.session, launch)
+        _note_activity(batch, file)
+    reported = _reported_costs(batch)  # adds its sessions to batch.changed
+    await record_session_activity(batch.db, batch.activity)
+    await usage_records.refresh_usage_totals(batch.db, batch.changed, reported=reported or None)
 
 
 def _still_valid(ahead: _ReadAhead, transcript: TranscriptFile, row: TranscriptImport) -> bool:
@@ -686,6 +717,7 @@ def _completions(
         for file in files
         if file.transcript.kind == TranscriptKind.SUBAGENT
         and file.session is not None
+        and file.row is not None  # lines given may follow stored ones
         and file.offset == 0
         and file.row.lines_read == 0
     }

@@ -1,0 +1,17 @@
+"""The Claude Agent SDK integration (`session-db[sdk]`): a session store.
+
+`SessionDBStore` is a `SessionStore` for `ClaudeAgentOptions(session_store=...)`: the SDK
+mirrors each transcript entry into the database, which can resume the session anywhere.
+It feeds the same tables as `session-db import claude`.
+"""
+
+try:
+    import claude_agent_sdk  # noqa: F401
+except ImportError as error:  # the optional extra is not installed
+    raise ImportError(
+        "session_db.sdk needs the Claude Agent SDK: pip install 'session-db[sdk]'"
+    ) from error
+
+from session_db.sdk.store import SessionDBStore
+
+__all__ = ["SessionDBStore"]
