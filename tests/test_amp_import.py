@@ -417,3 +417,54 @@ async def test_response_keys_tell_threads_apart_without_timestamps(
     assert sorted(r.message_id for r in records) == [f"amp:{A}:1", f"amp:{B}:1"]
     assert records[0].session_id != records[1].session_id
     assert all(r.cost > Decimal(0) for r in records)
+
+
+async def test_a_message_saved_half_written_is_completed_by_the_next_import(
+    engine: AsyncEngine, threads: Path
+) -> None:
+    messages = conversation()[:4]
+    answer = messages[3]
+    partial = {**answer, "content": [{"type": "text", "text": "Search"}]}
+    partial["usage"] = {**answer["usage"], "outputTokens": 3}
+    write(threads, thread(A, [*messages[:3], partial]))
+    await import_threads(engine, [threads])
+    write(threads, thread(A, messages))
+    report = await import_threads(engine, [threads])
+    assert (report.messages, report.responses) == (0, 1)  # nothing new: the same, grown
+    found = await stored(engine, f"amp:{A}")
+    assert found["messages"][3].content == "Search added."
+    gpt = next(record for record in found["usage"] if record.model == "gpt-5")
+    assert kinds(gpt) == (300, 20, 0, 700)  # the larger count of the same response
+
+
+async def test_a_thread_costs_the_same_statements_whatever_its_length(
+    engine: AsyncEngine, threads: Path
+) -> None:
+    def long(count: int, hour: int) -> list[dict[str, Any]]:
+        items = []
+        for index in range(count):
+            answer = conversation()[3]
+            answer["messageId"] = index
+            at = f"2026-01-01T{hour:02d}:{index // 60:02d}:{index % 60:02d}.000Z"
+            answer["usage"]["timestamp"] = at
+            items.append(answer)
+        return items
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        short_file = write(threads, thread(A, long(80, 9)))
+        await import_threads(engine, [short_file])
+        short = len(statements)
+        statements.clear()
+        long_file = write(threads, thread(B, long(800, 10)))
+        report = await import_threads(engine, [long_file])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert (report.messages, report.responses) == (800, 800)
+    # 80 or 800 messages and responses: the same statements (a page is 1,000 rows).
+    assert len(statements) == short, statements

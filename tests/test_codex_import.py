@@ -240,3 +240,27 @@ async def test_a_rollout_without_any_session_id_fails_alone(
 def test_default_folder_honours_codex_home(tmp_path: Path) -> None:
     assert default_sessions_dir({"CODEX_HOME": str(tmp_path)}) == tmp_path / "sessions"
     assert default_sessions_dir({}) == Path.home() / ".codex" / "sessions"
+
+
+async def test_older_rollouts_and_counts_without_a_total_are_read(
+    engine: AsyncEngine, rollout: Path
+) -> None:
+    # Older rollouts: a first line of session fields, then bare response items.
+    first = {"id": SESSION, "timestamp": "2026-01-02T10:00:00.000Z", "instructions": None}
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    only_last = {"type": "token_count", "info": {"last_token_usage": usage(50, 10, 5, 0)}}
+    write(
+        rollout,
+        [
+            json.dumps(first),
+            json.dumps(item),
+            line("00:01.000", "turn_context", {"model": "gpt-5"}),
+            line("00:02.000", "event_msg", only_last),
+            line("00:03.000", "event_msg", only_last),  # two responses of the same size
+        ],
+    )
+    await import_rollouts(engine, [rollout])
+    found = await stored(engine, f"codex:{SESSION}")
+    assert [(m.role, m.content) for m in found["messages"]] == [("user", "hi")]
+    assert [kinds(r) for r in found["usage"]] == [(40, 5, 0, 10), (40, 5, 0, 10)]
+    assert found["session"].session_metadata["codex"]["session_meta"]["id"] == SESSION

@@ -16,7 +16,7 @@ derived from the session's, so an import run again finds it), an agent row per m
 carrying the usage totals, and a usage record per model response, keyed so that reading a
 response again never counts it twice. Tokens are priced through genai-prices (Claude
 models through `session_db.claude.pricing`, which knows Anthropic's ids and fast mode)
-unless the history reports its own cost.
+(Amp, Codex and Gemini report no cost of their own: Amp's credits are its own unit).
 """
 
 from __future__ import annotations
@@ -143,7 +143,6 @@ class Response:
     tokens: Tokens
     at: datetime | None = None
     request_id: str = ""
-    cost_usd: Decimal | None = None  # the agent's own figure, when it reports one
 
 
 @dataclass(frozen=True)
@@ -169,8 +168,8 @@ class History:
         metadata: The session's `session_metadata[app]`, replaced whole: the file's
             fields the mapping does not use, and what the importer needs next time.
         messages: Thread messages in order. With `start_idx` 0 they are the whole
-            history from its start (positions already stored are skipped); with None
-            they follow the messages stored already.
+            history from its start (a place already stored keeps its message, which
+            takes the new text if it changed); with None they follow those stored.
         responses: Model responses, each with its own key.
         links: Edges to other sessions (handoffs, forks).
     """
@@ -196,7 +195,7 @@ class ImportReport:
 
     files: int = 0
     unchanged: int = 0
-    messages: int = 0  # thread messages stored
+    messages: int = 0  # thread messages added
     responses: int = 0  # model responses recorded (new, or grown)
     bad_lines: int = 0  # lines of a JSONL file that are not JSON objects, skipped
     sessions: set[str] = field(default_factory=set)
@@ -378,15 +377,13 @@ def _provider(model: str) -> tuple[str, str | None]:
 
 
 def price_response(response: Response) -> Cost:
-    """The cost of one response: its own reported cost, else genai-prices' list price.
+    """The list price of one response, from genai-prices (none of these agents reports one).
 
     Claude models go through `session_db.claude.pricing.price_usage` (Anthropic's ids,
     Bedrock and Vertex forms, its price cache); others through `genai_prices.calc_price`,
     whose input count includes the cached tokens. A model genai-prices does not know is
     `unpriced`.
     """
-    if response.cost_usd is not None:
-        return Cost(response.cost_usd, "reported", estimate=False)
     tokens = response.tokens
     if normalize_model(response.model).startswith("claude"):
         usage = {
@@ -588,7 +585,7 @@ async def import_files(
     for path in files:
         report.files += 1
         row = known.get(str(path)[: transcript_imports.MAX_PATH])
-        if row is not None and _unchanged(path, row, fingerprint):
+        if row is not None and await asyncio.to_thread(_unchanged, path, row, fingerprint):
             report.unchanged += 1
         else:
             outcome = await _import_one(engine, path, import_file, attempts)
@@ -711,7 +708,10 @@ async def _import_one(
 def _describe(error: BaseException) -> str:
     """One line naming what went wrong, for the report."""
     text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else ""
+    if isinstance(error, SessionDBError | HistoryFormatError | OSError):
+        return line or type(error).__name__
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__  # a bug of ours
 
 
 def whole_file_fingerprint(path: Path) -> tuple[str, int]:
