@@ -80,8 +80,12 @@ MAIN_ROLE, COMPACT_ROLE = "main", "compact"
 NAMES_KEY = "claude_titles"  # the latest custom title, AI title and summary
 PULL_REQUESTS_KEY = "pull_requests"  # [{number, url, repository}], one per pull request
 COST_STATE_KEY = "claude_cost_state"  # the latest cost-state: the client's own figures
+# The request id of a response seen live (the Agent SDK's messages carry none), before
+# any transcript line of it: that line, when it comes, is the response instead.
+LIVE_REQUEST_ID = "<live>"
 
 __all__ = [
+    "LIVE_REQUEST_ID",
     "ImportReport",
     "agent_key",
     "file_identity",
@@ -780,10 +784,18 @@ def _against_stored(
 
     A stored record is a sidechain's when its session is a subagent's or its agent a
     compaction run's (those are the files whose lines say `isSidechain`). One of the same
-    key and the same kind is left to the upsert (the larger count wins there).
+    key and the same kind is left to the upsert (the larger count wins there). A response
+    seen live (`LIVE_REQUEST_ID`) and a transcript's line of it are one response: the line.
     """
     displaced = []
     for record in stored:
+        live = record.request_id == LIVE_REQUEST_ID
+        if live != (entry.request_id == LIVE_REQUEST_ID):
+            if not live:
+                return None  # the transcript's line is stored: a live copy adds nothing
+            if not entry.is_sidechain:
+                displaced.append(record)  # the line of the response seen live replaces it
+                continue
         sidechain = record.in_child_session or record.agent_type == COMPACT_ROLE
         same_key = record.request_id == entry.request_id[:255]
         if not same_key and not (sidechain or entry.is_sidechain):
