@@ -7,10 +7,14 @@ import asyncio
 import json
 import logging
 import shutil
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from claude_agent_sdk import SessionStore, fold_session_summary
@@ -23,6 +27,7 @@ from sqlmodel import select
 
 from session_db import crud
 from session_db.claude.importer import import_transcripts
+from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
 from session_db.errors import InvalidInputError
 from session_db.models import Agent, SdkStoreEntry, Session, UsageRecord
@@ -420,3 +425,75 @@ async def test_crud_reads_the_stored_keys_and_entries(engine: AsyncEngine) -> No
     async with get_async_session(engine) as db:
         assert await crud.delete_sdk_store_entries(db, "-p", "s-9", "subagents/agent-x") == 1
         assert await crud.load_sdk_store_entries(db, "-p", "s-9", "subagents/agent-x") is None
+
+
+def _terminate_other_backends(url: URL) -> None:
+    """Kill every other connection to the test database, from a thread of its own (the
+    caller is inside a statement of this loop)."""
+
+    async def terminate() -> None:
+        connection = await asyncpg.connect(
+            user=url.username, host=url.host, port=url.port, database=url.database
+        )
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+
+    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
+    worker.start()
+    worker.join()
+
+
+async def test_a_transient_fault_mid_append_runs_the_whole_append_again(
+    db_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(_env_file=None, url=None, data_dir=None, sqlite_busy_timeout_ms=50)  # type: ignore[call-arg]
+    engine = create_engine(settings, url=db_url)
+    faults: list[str] = []
+    holder: threading.Thread | None = None
+    if engine.dialect.name == "postgresql":
+        # After the entries are inserted, before the summary is saved: the connection dies.
+        def kill_once(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if statement.startswith("UPDATE sdk_store_sessions") and not faults:
+                faults.append("terminated")
+                _terminate_other_backends(db_url)
+
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", kill_once)
+    else:  # another writer holds the database longer than the busy timeout
+        locked = threading.Event()
+
+        def hold() -> None:
+            connection = sqlite3.connect(db_url.database, isolation_level=None)  # type: ignore[arg-type]
+            connection.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(0.5)
+            connection.execute("COMMIT")
+            connection.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        locked.wait()
+        faults.append("locked")
+    entries = [
+        {"type": "custom-title", "uuid": "t", "customTitle": "named"},
+        _assistant("s-1", "m1", "r1", 5),
+    ]
+    try:
+        with caplog.at_level(logging.WARNING, logger="session_db.retry"):
+            await SessionDBStore(engine=engine).append(MAIN, entries)  # type: ignore[arg-type]
+        if holder is not None:
+            holder.join()
+        assert faults and [r for r in caplog.records if "retrying" in r.getMessage()]
+        store = SessionDBStore(engine=engine)
+        assert await store.load(MAIN) == entries
+        [summary] = await store.list_session_summaries(MAIN["project_key"])
+        assert summary["data"]["custom_title"] == "named"
+        assert await _usage(engine) == [("s-1", "m1", 5)]
+    finally:
+        if engine.dialect.name == "postgresql":
+            await truncate_all(engine)
+        await engine.dispose()
