@@ -102,7 +102,7 @@ MAX_SLUG = 255
 MAX_NAME = 255
 
 
-class HistoryFormatError(ValueError):
+class HistoryFormatError(SessionDBError, ValueError):
     """A history file that cannot be read as its agent writes it (the reason says why)."""
 
 
@@ -709,7 +709,7 @@ def _describe(error: BaseException) -> str:
     """One line naming what went wrong, for the report."""
     text = str(getattr(error, "orig", None) or error).strip()
     line = text.splitlines()[0] if text else ""
-    if isinstance(error, SessionDBError | HistoryFormatError | OSError):
+    if isinstance(error, SessionDBError | OSError):
         return line or type(error).__name__
     return f"{type(error).__name__}: {line}" if line else type(error).__name__  # a bug of ours
 
