@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 T = TypeVar("T")
@@ -52,7 +53,8 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
+        # Escaped: cell text is data (a markdown link, `[tool_use]`), not rich markup.
+        table.add_row(*("" if value is None else escape(str(value)) for value in row))
     console().print(table)
 
 
