@@ -161,7 +161,7 @@ async def _with_launches(
     return scanned
 
 
-async def import_store_lines(
+async def _import_lines(
     db: AsyncSession,
     transcript: TranscriptFile,
     lines: list[str],
@@ -233,7 +233,7 @@ class SessionDBStore(SessionStore):
                     await crud.save_sdk_store_summary(db, appended.store_session_id, summary)
                 if transcript is not None and appended.new:
                     lines = [text for _, text in appended.new]
-                    await import_store_lines(db, transcript, lines, appended.store_session_id)
+                    await _import_lines(db, transcript, lines, appended.store_session_id)
 
         await retry_transient(
             work, attempts=self._attempts, what=f"appending to session {session_id}"
