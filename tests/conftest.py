@@ -15,32 +15,28 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
+from support import (
+    ENGINES,
+    create_postgres_database,
+    drop_postgres_database,
+    engine_params,
+    isolated_settings,
+    truncate_all,
+)
 
-from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
 from session_db.migrate import upgrade
-from session_db.models import metadata
 
 LOCAL_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-ENGINES = ("sqlite", "postgresql")
-
-
-def isolated_settings() -> Settings:
-    """Settings that ignore the developer's own `.env` and environment."""
-    return Settings(_env_file=None, url=None, data_dir=None)
 
 
 async def _answers(url: URL) -> bool:
@@ -103,32 +99,6 @@ def postgres_server() -> Iterator[URL]:
     )
 
 
-async def _admin(server: URL, sql: str) -> None:
-    connection = await asyncpg.connect(
-        user=server.username,
-        password=server.password,
-        host=server.host,
-        port=server.port,
-        database=server.database or "postgres",
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-def create_postgres_database(server: URL) -> URL:
-    """Create an empty, uniquely named database on `server` and return its URL."""
-    name = f"session_db_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    return server.set(database=name)
-
-
-def drop_postgres_database(server: URL, database: URL) -> None:
-    """Drop a database made by `create_postgres_database`, closing its connections."""
-    asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{database.database}" WITH (FORCE)'))
-
-
 async def _migrate(url: URL | str) -> None:
     engine = create_engine(isolated_settings(), url=url, poolclass=NullPool)
     try:
@@ -156,11 +126,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def engine_params() -> list[object]:
-    """Parameters running a test once per engine, with readable ids."""
-    return [pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in ENGINES]
-
-
 @pytest.fixture(params=engine_params())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
     """A migrated, empty database of each engine in turn."""
@@ -169,13 +134,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return make_url(f"sqlite+aiosqlite:///{path}")
     return request.getfixturevalue("postgres_database")
-
-
-async def truncate_all(engine: AsyncEngine) -> None:
-    """Empty every table of a PostgreSQL test database in one statement."""
-    tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
-    async with engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
 @pytest.fixture
@@ -228,25 +186,6 @@ def cli_db(db_url: URL, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
     if db_url.get_backend_name() == "postgresql":
         engine = create_engine(isolated_settings(), url=db_url, poolclass=NullPool)
         asyncio.run(truncate_all(engine))
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `session-db ARGS` in this process; return (exit code, stdout, stderr)."""
-    from session_db.cli.app import main
-
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_python(
-    *args: str, env_changes: dict[str, str] | None = None, cwd: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter with `args` in a child process and capture its output."""
-    env = {**os.environ, **(env_changes or {})}
-    return subprocess.run(
-        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -30,7 +30,13 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
+from support import isolated_settings
+
+from session_db.database import create_engine
 
 FORWARD = "forward"
 REFUSE = "refuse"  # nothing listens on the port: connections are refused
@@ -372,3 +378,109 @@ async def remove_refusal(engine: AsyncEngine, table: str = "agent_logs") -> None
             return
         await connection.execute(sa.text(f"DROP TRIGGER IF EXISTS refuse_poison ON {table}"))
         await connection.execute(sa.text("DROP FUNCTION IF EXISTS refuse_poison()"))
+
+
+class Saboteur:
+    """Breaks chosen transactions of an engine for real, each at a chosen point.
+
+    Transactions are numbered from 1 in the order they begin (a retry is a new one).
+    `breaks` maps a transaction's number to how it breaks. On PostgreSQL: a statement
+    number (1, 2, ...) or "commit", before which the backend serving it is terminated
+    from another connection (pg_terminate_backend); or "lock", where another connection
+    locks the tasks table before the transaction's second statement and the transaction
+    gets a short lock_timeout, so its first task write fails with its connection alive.
+    On SQLite (any value) another connection takes the write lock just before the
+    transaction's BEGIN IMMEDIATE. Either lock is held until the next transaction
+    begins, so on SQLite the transactions must not overlap.
+    """
+
+    def __init__(self, engine: AsyncEngine, breaks: dict[int, int | str]) -> None:
+        self.url = engine.url
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.breaks = breaks
+        self.begun = 0
+        self.broken: list[int] = []
+        self._mutex = threading.Lock()
+        self._holder: sqlite3.Connection | None = None
+        self._locker: asyncpg.Connection | None = None
+        sync = engine.sync_engine
+        if not self.sqlite:  # SQLite's BEGIN is a statement of ours: seen below
+            event.listen(sync, "begin", self._begin)
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "commit", self._commit)
+
+    def _begin(self, connection: Any) -> None:
+        with self._mutex:
+            self.begun += 1
+            connection.info["saboteur"] = [self.begun, 0]
+        if self._locker is not None:
+            await_only(self._locker.close())
+            self._locker = None
+
+    def _statement(self, connection: Any, _cursor: object, statement: str, *_: object) -> None:
+        if self.sqlite and statement.startswith("BEGIN"):
+            self._begin(connection)
+            self.release()
+            number = connection.info["saboteur"][0]
+            if number in self.breaks:
+                self._holder = sqlite3.connect(self.url.database or "", isolation_level=None)
+                self._holder.execute("BEGIN IMMEDIATE")
+                self.broken.append(number)
+            return
+        place = connection.info.get("saboteur")
+        if place is None or self.sqlite:
+            return
+        place[1] += 1
+        how = self.breaks.get(place[0])
+        if how == place[1]:
+            self._terminate(connection, place[0])
+        elif how == "lock" and place[1] == 2:  # the driver opens its transaction at 1
+            self._locker = await_only(self._lock_tasks())
+            driver = connection.connection.driver_connection
+            await_only(driver.execute("SET LOCAL lock_timeout = '100ms'"))
+            self.broken.append(place[0])
+
+    def _commit(self, connection: Any) -> None:
+        place = connection.info.get("saboteur")
+        if place is not None and self.breaks.get(place[0]) == "commit":
+            self._terminate(connection, place[0])
+
+    def _terminate(self, connection: Any, number: int) -> None:
+        pid = connection.connection.driver_connection.get_server_pid()
+        # Event hooks run inside SQLAlchemy's greenlet, on the engine's own event loop.
+        await_only(self._kill(pid))
+        self.broken.append(number)
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            user=self.url.username,
+            password=self.url.password,
+            host=self.url.host,
+            port=self.url.port,
+            database=self.url.database,
+        )
+
+    async def _kill(self, pid: int) -> None:
+        admin = await self._admin()
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+
+    async def _lock_tasks(self) -> asyncpg.Connection:
+        locker = await self._admin()
+        await locker.execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        return locker
+
+    def release(self) -> None:
+        """Give SQLite's write lock back, if it is held."""
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+            self._holder = None
+
+
+def faulty_engine(db_url: URL) -> AsyncEngine:
+    """An engine on the test database; SQLite gives up on a held lock after 50 ms."""
+    settings = isolated_settings().model_copy(update={"sqlite_busy_timeout_ms": 50})
+    return create_engine(settings, url=db_url)

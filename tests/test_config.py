@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_python
 from sqlalchemy import text
+from support import REPO, run_python
 
 from session_db.config import Settings, parse_database_url
 from session_db.database import create_engine, describe_url
 from session_db.errors import ConfigurationError
 
 SECRET = "hunter2-s3cr3t"
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
+from support import isolated_settings
 
 from session_db import database
 from session_db.database import create_engine, get_async_session, init_db, reset_db

@@ -18,10 +18,10 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from conftest import isolated_settings
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from support import isolated_settings
 
 from session_db import crud
 from session_db.database import create_engine, get_async_session

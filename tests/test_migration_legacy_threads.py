@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import (
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+from support import (
     create_postgres_database,
     drop_postgres_database,
     engine_params,
     isolated_settings,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import NullPool
 
 from session_db import crud
 from session_db.database import create_engine, get_async_session

@@ -11,13 +11,6 @@ from pathlib import Path
 
 import pytest
 from alembic.config import Config
-from conftest import (
-    create_postgres_database,
-    drop_postgres_database,
-    engine_params,
-    isolated_settings,
-    run_python,
-)
 from pytest_alembic.tests import (  # noqa: F401  (collected here, on both engines)
     test_model_definitions_match_ddl,
     test_single_head_revision,
@@ -28,13 +21,19 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
+from support import (
+    REPO,
+    create_postgres_database,
+    drop_postgres_database,
+    engine_params,
+    isolated_settings,
+    run_python,
+)
 
 from session_db import migrate
 from session_db.database import create_engine
 from session_db.migrate import current_revision, downgrade, head_revision, upgrade
 from session_db.models import metadata
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=engine_params())

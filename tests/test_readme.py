@@ -2,11 +2,11 @@
 
 import ast
 import re
-from pathlib import Path
 
 from sqlalchemy.engine import URL
+from support import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def usage_blocks() -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SPOTTER
 
 from session_db.claude import transcript
 from session_db.claude.pricing import price_usage
@@ -34,7 +35,7 @@ from session_db.claude.transcript import (
 )
 
 # A real Claude Code session directory (MIT licence, source in its README.md).
-FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
+FIXTURE = SPOTTER
 SESSION = "4d5611e5-241a-462a-8d15-5122611a9569"
 MAIN = FIXTURE / f"{SESSION}.jsonl"
 SUBAGENT = FIXTURE / SESSION / "subagents" / "agent-a2898e3.jsonl"

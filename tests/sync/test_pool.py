@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings
+from faults import Saboteur, faulty_engine
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
-from test_sync_mirror import PLAN, Saboteur, faulty_engine, write_plan
+from support import isolated_settings
+from sync_support import PLAN, write_plan
 
 from session_db import crud
 from session_db.database import create_engine, get_async_session

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import cli
 
 from session_db import crud
 from session_db.database import get_async_session

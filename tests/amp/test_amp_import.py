@@ -16,11 +16,11 @@ from typing import Any
 import genai_prices
 import pytest
 import sqlalchemy as sa
-from conftest import isolated_settings, truncate_all
 from faults import SqliteLockHog
 from history_support import kinds, snapshot, stored, terminate_other_backends
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import isolated_settings, truncate_all
 
 from session_db import crud
 from session_db.amp.importer import default_threads_dir, import_threads

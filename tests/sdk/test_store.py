@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from claude_agent_sdk import SessionStore, fold_session_summary
 from claude_agent_sdk.testing import run_session_store_conformance
 from claude_agent_sdk.testing.session_store_conformance import _has_optional
-from conftest import isolated_settings, truncate_all
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from support import SPOTTER, isolated_settings, truncate_all
 
 from session_db import crud
 from session_db.claude.importer import import_transcripts
@@ -33,7 +33,6 @@ from session_db.errors import InvalidInputError
 from session_db.models import Agent, SdkStoreEntry, Session, UsageRecord
 from session_db.sdk import SessionDBStore
 
-SPOTTER = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
 SPOTTER_SESSION = "4d5611e5-241a-462a-8d15-5122611a9569"
 OPTIONAL = ("list_sessions", "list_session_summaries", "delete", "list_subkeys")
 

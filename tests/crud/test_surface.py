@@ -3,19 +3,17 @@
 import inspect
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
+from support import TESTS
 
 from session_db import crud
 from session_db.errors import NotFoundError
 
-TESTS = Path(__file__).parent
-
 
 def test_every_public_crud_function_is_called_by_some_test() -> None:
-    source = "\n".join(path.read_text() for path in TESTS.glob("test_*.py"))
+    source = "\n".join(path.read_text() for path in TESTS.rglob("test_*.py"))
     called = set(re.findall(r"crud\.(\w+)\(", source))
     untested = sorted(set(crud.__all__) - called)
     assert not untested, f"no test calls: {untested}"

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import cli
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import cli
 
 from session_db.claude import hook, spool
 from session_db.claude.deliver import deliver_pending

@@ -295,8 +295,8 @@ async def test_money_keeps_nine_places_through_crud(db: AsyncSession) -> None:
 
 
 async def test_an_unreachable_database_is_a_session_db_error(tmp_path: object) -> None:
-    from conftest import isolated_settings
     from sqlalchemy.pool import NullPool
+    from support import isolated_settings
 
     from session_db.database import create_engine
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, isolated_settings
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
+from support import cli, isolated_settings
 
 from session_db.database import create_engine, get_async_session
 from session_db.migrate import head_revision

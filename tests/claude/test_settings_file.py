@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_python
+from support import run_python
 
 from session_db.claude.settings_file import (
     DEFAULT_EVENTS,

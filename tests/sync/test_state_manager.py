@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from support import run_python
 
 from session_db.sync.formats import FormatError, parse_state
 from session_db.sync.state_manager import (

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli
 from sqlalchemy.engine import URL
+from support import cli
 
 THREAD = "T-0d0d0d0d-0000-4000-8000-00000000000d"
 SESSION = "c0de0000-0000-4000-8000-000000000001"

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from conftest import run_python
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import run_python
 
 from session_db import crud
 from session_db.database import get_async_session

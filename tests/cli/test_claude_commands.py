@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import cli
 from sqlalchemy.engine import URL
+from support import SPOTTER, cli
 
 from session_db.claude import spool
 from session_db.claude.settings_file import is_our_command
 
-FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
+FIXTURE = SPOTTER
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from conftest import truncate_all
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from support import SPOTTER, truncate_all
 
 from session_db import crud
 from session_db.claude import spool
@@ -28,7 +28,7 @@ from session_db.database import create_engine, get_async_session
 from session_db.errors import NotFoundError
 from session_db.models import Agent, CostSource, Session, SessionRole, UsageRecord
 
-FIXTURE = Path(__file__).parent / "fixtures" / "claude-code" / "spotter"
+FIXTURE = SPOTTER
 SESSION = "4d5611e5-241a-462a-8d15-5122611a9569"
 EXPLORE = "a2898e3"
 
