@@ -44,11 +44,11 @@ async def stored(engine: AsyncEngine, slug: str) -> dict[str, Any]:
     """A session by slug, with its thread's messages, usage records, agents and links."""
     async with get_async_session(engine) as db:
         session = await crud.get_session_by_slug(db, slug)
-        threads = await crud.get_session_threads(db, session.id)
+        threads = await crud.list_session_threads(db, session.id)
         messages = [
             message
             for thread in threads
-            for message in await crud.get_thread_messages(db, thread.id)
+            for message in await crud.list_thread_messages(db, thread.id)
         ]
         usage = await crud.list_usage_records(db, session_id=session.id)
         agents = await crud.list_agents(db, session_id=session.id)

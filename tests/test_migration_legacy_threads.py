@@ -166,9 +166,9 @@ async def test_sessions_with_a_bare_thread_id_get_a_thread_with_a_system_message
     assert await _threads(engine) == LEGACY
     async with get_async_session(engine) as db:
         (legacy,) = [
-            t for t in await crud.get_session_threads(db, ids["with-thread"]) if t.name != "Own"
+            t for t in await crud.list_session_threads(db, ids["with-thread"]) if t.name != "Own"
         ]
-        (message,) = await crud.get_thread_messages(db, legacy.id)
+        (message,) = await crud.list_thread_messages(db, legacy.id)
         session = await crud.get_session(db, ids["with-thread"])
     # Dated by the session, and the legacy value stays where it was.
     assert legacy.created_at == message.created_at == CREATED
@@ -186,7 +186,7 @@ async def test_the_downgrade_removes_what_the_upgrade_made_and_keeps_grown_threa
     async with get_async_session(engine) as db:
         (grown,) = [
             t
-            for t in await crud.get_session_threads(db, ids["with-quote"])
+            for t in await crud.list_session_threads(db, ids["with-quote"])
             if t.name.startswith("Legacy")
         ]
         await crud.add_thread_message(db, grown.id, "user", "carried on here")

@@ -117,7 +117,7 @@ async def test_fixture_totals_per_model_sessions_and_subagents(
         assert explore.agent_metadata["cost_is_estimate"] is True
         sources = (await db.exec(select(UsageRecord.cost_source).distinct())).all()
         assert sources == [CostSource.COMPUTED]
-        by_model = await crud.get_cost_breakdown(db, by="model")
+        by_model = await crud.list_cost_breakdown(db, by="model")
         assert {line.key: line.total_cost for line in by_model} == {
             model: figures["cost"] for model, figures in EXPECTED.items()
         }

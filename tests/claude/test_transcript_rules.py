@@ -255,7 +255,9 @@ async def _agents(engine: AsyncEngine) -> dict[tuple[str, str | None], Agent]:
 
 async def _cost_by_model(engine: AsyncEngine) -> dict[str, Decimal]:
     async with get_async_session(engine) as db:
-        return {line.key: line.total_cost for line in await crud.get_cost_breakdown(db, by="model")}
+        return {
+            line.key: line.total_cost for line in await crud.list_cost_breakdown(db, by="model")
+        }
 
 
 async def test_the_client_reported_cost_wins_over_the_estimates_per_model(

@@ -93,24 +93,24 @@ async def fleet(db: AsyncSession) -> dict[str, Any]:
 async def test_timeline_orders_events_with_hierarchy_context(
     db: AsyncSession, fleet: dict[str, Any]
 ) -> None:
-    entries = await crud.get_timeline(db, T0, T0 + timedelta(minutes=1, seconds=12))
+    entries = await crud.list_timeline(db, T0, T0 + timedelta(minutes=1, seconds=12))
     # SessionStart at 0:00, then sub0 at 1:00-1:02 and sub1 at 1:10-1:11 (1:12 is excluded).
     assert [e.event_type for e in entries] == ["SessionStart"] + ["PreToolUse"] * 5
     assert entries[0].relationship_type is None and entries[0].session_role == "main"
     assert {(e.spawn_reason, e.session_depth) for e in entries[1:]} == {("task_tool", 1)}
     with pytest.raises(InvalidInputError, match=r"query\.end"):
-        await crud.get_timeline(db, T0, T0)
+        await crud.list_timeline(db, T0, T0)
 
 
 async def test_wave_summary(db: AsyncSession, fleet: dict[str, Any]) -> None:
-    (wave,) = await crud.get_wave_summaries(db)
+    (wave,) = await crud.list_wave_summaries(db)
     assert (wave.wave_id, wave.session_count, wave.event_count) == ("wave-1", 2, 6)
     assert wave.started_at == T0 + timedelta(minutes=1)
     assert wave.ended_at == T0 + timedelta(minutes=1, seconds=12)
 
 
 async def test_session_metrics(db: AsyncSession, fleet: dict[str, Any]) -> None:
-    metrics = {m.session_slug: m for m in await crud.get_session_metrics(db, T0)}
+    metrics = {m.session_slug: m for m in await crud.list_session_metrics(db, T0)}
     assert set(metrics) == {"main", "sub0", "sub1"}
     assert (metrics["main"].event_count, metrics["main"].agent_count) == (1, 2)
     assert (metrics["main"].duration_ms, metrics["main"].depth_level) == (600_000, None)
@@ -118,7 +118,7 @@ async def test_session_metrics(db: AsyncSession, fleet: dict[str, Any]) -> None:
 
 
 async def test_spawn_correlation(db: AsyncSession, fleet: dict[str, Any]) -> None:
-    pairs = await crud.get_spawn_correlations(db, T0 - timedelta(days=1))
+    pairs = await crud.list_spawn_correlations(db, T0 - timedelta(days=1))
     assert [(p.spawn_delay_ms, p.child_duration_ms) for p in pairs] == [(30_000, 0), (60_000, 1000)]
     assert {(p.parent_role, p.child_role, p.delegation_type) for p in pairs} == {
         ("main", "subagent", "parallel")
@@ -128,19 +128,19 @@ async def test_spawn_correlation(db: AsyncSession, fleet: dict[str, Any]) -> Non
 async def test_seed_003_questions(db: AsyncSession, fleet: dict[str, Any]) -> None:
     in_build = await crud.list_sessions(db, phase="build")
     assert [s.session_slug for s in in_build] == ["main"]
-    costs = await crud.get_cost_by_project(db)
+    costs = await crud.list_cost_by_project(db)
     assert [(c.project_name, c.session_count, c.total_cost) for c in costs] == [
         ("shop", 3, Decimal("1.1")),
         ("blog", 1, Decimal("0.05")),
     ]
     assert costs[0].total_tokens == 1100
-    failed = await crud.get_failed_agents(db)
+    failed = await crud.list_failed_agents(db)
     assert [a.id for a in failed] == [fleet["failed"].id]
-    assert await crud.get_failed_agents(db, phase="spec") == []
-    assert [s.session_slug for s in await crud.get_sessions_with_checkpoints(db, 3)] == ["main"]
-    assert len(await crud.get_sessions_with_checkpoints(db, 1)) == 3
+    assert await crud.list_failed_agents(db, phase="spec") == []
+    assert [s.session_slug for s in await crud.list_sessions_with_checkpoints(db, 3)] == ["main"]
+    assert len(await crud.list_sessions_with_checkpoints(db, 1)) == 3
     with pytest.raises(InvalidInputError):
-        await crud.get_sessions_with_checkpoints(db, -1)
+        await crud.list_sessions_with_checkpoints(db, -1)
 
 
 # Index use: EXPLAIN the SQL the CRUD functions really run, once the tables are big
@@ -151,9 +151,9 @@ HOT_QUERIES: dict[str, Query] = {
     "logs of a session by time": lambda db, ids: crud.list_agent_logs(
         db, session_id=ids["session"], since=T0, until=T0 + timedelta(minutes=5)
     ),
-    "children of a session": lambda db, ids: crud.get_children(db, ids["session"]),
-    "threads of a session": lambda db, ids: crud.get_session_threads(db, ids["session"]),
-    "messages of a thread": lambda db, ids: crud.get_thread_messages(db, ids["thread"]),
+    "children of a session": lambda db, ids: crud.list_children(db, ids["session"]),
+    "threads of a session": lambda db, ids: crud.list_session_threads(db, ids["session"]),
+    "messages of a thread": lambda db, ids: crud.list_thread_messages(db, ids["thread"]),
 }
 
 
@@ -237,23 +237,23 @@ async def test_cost_breakdown_by_project_session_agent_type_and_model(
             "started_at": T0,
         },
     )
-    by_project = await crud.get_cost_breakdown(db, "project")
+    by_project = await crud.list_cost_breakdown(db, "project")
     assert [(c.key, c.count, c.total_tokens, c.total_cost) for c in by_project] == [
         ("shop", 3, 1100, Decimal("1.1")),
         ("blog", 1, 0, Decimal("0.05")),
     ]
-    by_session = await crud.get_cost_breakdown(
+    by_session = await crud.list_cost_breakdown(
         db, "session", since=T0, until=T0 + timedelta(seconds=31)
     )
     assert [c.key for c in by_session] == ["main", "sub0"]  # sub1 started at +60 s; draft never
-    by_model = await crud.get_cost_breakdown(db, "model")
+    by_model = await crud.list_cost_breakdown(db, "model")
     assert [(c.key, c.count, c.total_tokens) for c in by_model] == [
         ("opus", 1, 16),
         ("(unknown)", 2, 0),
     ]
-    by_type = await crud.get_cost_breakdown(db, "agent_type", since=T0)
+    by_type = await crud.list_cost_breakdown(db, "agent_type", since=T0)
     assert [(c.key, c.total_cost) for c in by_type] == [("spec", Decimal("0.3"))]
     with pytest.raises(InvalidInputError, match="colour"):
-        await crud.get_cost_breakdown(db, "colour")
+        await crud.list_cost_breakdown(db, "colour")
     with pytest.raises(InvalidInputError, match="after start"):
-        await crud.get_cost_breakdown(db, "project", since=T0, until=T0)
+        await crud.list_cost_breakdown(db, "project", since=T0, until=T0)

@@ -121,7 +121,7 @@ async def test_new_children_are_linked_with_depth_path_and_counted_once(
     assert {edge.depth_level for edge in edges} == {2}
     assert {edge.spawn_reason for edge in edges} == {SpawnReason.TASK_TOOL}
     assert (await crud.get_session(db, middle.id)).agent_count == 3
-    tree = await crud.get_descendants(db, root.id)
+    tree = await crud.list_descendants(db, root.id)
     assert len(tree) == 4
 
 

@@ -103,18 +103,18 @@ async def test_children_descendants_ancestors_and_depth_limits(db: AsyncSession)
     await _link(
         db, s["root"], s["next"], relationship_type="continuation", spawn_reason="continuation"
     )
-    children = await crud.get_children(db, s["root"].id)
+    children = await crud.list_children(db, s["root"].id)
     assert sorted(c.session.session_slug for c in children) == ["a", "b", "next"]
-    only_subagents = await crud.get_children(db, s["root"].id, relationship_type="parent/child")
+    only_subagents = await crud.list_children(db, s["root"].id, relationship_type="parent/child")
     assert sorted(c.session.session_slug for c in only_subagents) == ["a", "b"]
-    everything = await crud.get_descendants(db, s["root"].id)
+    everything = await crud.list_descendants(db, s["root"].id)
     assert [(d.session.session_slug, d.depth) for d in everything][2:] == [("a1", 2), ("a1x", 3)]
-    shallow = await crud.get_descendants(db, s["root"].id, max_depth=2)
+    shallow = await crud.list_descendants(db, s["root"].id, max_depth=2)
     assert sorted(d.session.session_slug for d in shallow) == ["a", "a1", "b"]
-    ancestors = await crud.get_ancestors(db, s["a1x"].id)
+    ancestors = await crud.list_ancestors(db, s["a1x"].id)
     assert [a.session.session_slug for a in ancestors] == ["a1", "a", "root"]
     with pytest.raises(InvalidInputError, match="max_depth"):
-        await crud.get_descendants(db, s["root"].id, max_depth=0)
+        await crud.list_descendants(db, s["root"].id, max_depth=0)
 
 
 async def test_tree_and_cost_rollup_include_every_subagent(db: AsyncSession) -> None:
@@ -243,8 +243,8 @@ async def test_dependencies_refuse_cycles_and_decide_readiness(
     assert ready == ["schema"]
     await crud.update_task(db, plan["schema"], {"status": "completed"})
     assert [t.title for t in await crud.list_ready_tasks(db, plan["session"])] == ["api"]
-    assert [t.title for t in await crud.get_task_dependencies(db, plan["docs"])] == ["api"]
-    assert [t.title for t in await crud.get_blocked_tasks(db, plan["schema"])] == ["api"]
+    assert [t.title for t in await crud.list_task_dependencies(db, plan["docs"])] == ["api"]
+    assert [t.title for t in await crud.list_blocked_tasks(db, plan["schema"])] == ["api"]
     await crud.remove_task_dependency(db, plan["docs"], plan["api"])
     assert sorted(t.title for t in await crud.list_ready_tasks(db, plan["session"])) == [
         "api",
@@ -290,7 +290,7 @@ async def test_modes_bind_to_sessions(db: AsyncSession) -> None:
         },
     )
     await crud.bind_session_mode(db, session.id, mode.id, {"strict": True})
-    assert [m.mode_name for m in await crud.get_session_modes(db, session.id)] == ["dev"]
+    assert [m.mode_name for m in await crud.list_modes_of_session(db, session.id)] == ["dev"]
     with pytest.raises(ConflictError):
         await crud.bind_session_mode(db, session.id, mode.id)
     with pytest.raises(NotFoundError, match=r"session_mode_binding\.mode_id\ refers\ to"):
@@ -300,7 +300,7 @@ async def test_modes_bind_to_sessions(db: AsyncSession) -> None:
     )
     assert updated.is_valid is False
     await crud.unbind_session_mode(db, session.id, mode.id)
-    assert await crud.get_session_modes(db, session.id) == []
+    assert await crud.list_modes_of_session(db, session.id) == []
     await crud.delete_session_mode(db, mode.id)
     assert await crud.list_session_modes(db) == []
 

@@ -35,7 +35,7 @@ async def test_ensure_threads_creates_under_the_callers_id_and_renames(db: Async
     assert again == set()  # the same thread: nothing written
     renamed = await crud.ensure_threads(db, {thread_id: {"session_id": session_id, "name": "b"}})
     assert renamed == {thread_id}
-    threads = await crud.get_session_threads(db, session_id)
+    threads = await crud.list_session_threads(db, session_id)
     assert [(t.id, t.name) for t in threads] == [(thread_id, "b")]
     with pytest.raises(InvalidInputError):
         await crud.ensure_threads(db, {uuid.uuid4(): {"session_id": uuid.uuid4(), "name": "x"}})
@@ -54,7 +54,7 @@ async def test_add_thread_messages_appends_after_the_last_message(db: AsyncSessi
         [{"role": "user", "content": "a", "created_at": at}, {"role": "assistant", "content": "b"}],
     )
     assert added == [1, 2]
-    messages = await crud.get_thread_messages(db, thread.id)
+    messages = await crud.list_thread_messages(db, thread.id)
     assert [(m.idx, m.role, m.content) for m in messages] == [
         (0, "system", "first"),
         (1, "user", "a"),
@@ -68,12 +68,12 @@ async def test_add_thread_messages_at_known_places_adds_only_what_is_new(db: Asy
     session_id = await _session(db)
     thread = await crud.create_thread(db, {"session_id": session_id, "name": "t"})
     assert await crud.add_thread_messages(db, thread.id, _texts("a", "b"), start_idx=0) == [0, 1]
-    first = await crud.get_thread_messages(db, thread.id)
+    first = await crud.list_thread_messages(db, thread.id)
     # The same history, grown, written again from its start: only the new ones go in.
     assert await crud.add_thread_messages(db, thread.id, _texts("a", "b", "c"), start_idx=0) == [2]
     # A stored message's text stays unless asked: changed text, same role.
     assert await crud.add_thread_messages(db, thread.id, _texts("A", "b", "c"), start_idx=0) == []
-    messages = await crud.get_thread_messages(db, thread.id)
+    messages = await crud.list_thread_messages(db, thread.id)
     assert [(m.idx, m.content) for m in messages] == [(0, "a"), (1, "b"), (2, "c")]
     assert [m.id for m in messages[:2]] == [m.id for m in first]
     added = await crud.add_thread_messages(
@@ -84,7 +84,7 @@ async def test_add_thread_messages_at_known_places_adds_only_what_is_new(db: Asy
         update_changed=True,
     )
     assert added == [3]
-    messages = await crud.get_thread_messages(db, thread.id)
+    messages = await crud.list_thread_messages(db, thread.id)
     assert [(m.idx, m.content) for m in messages] == [(0, "A"), (1, "b"), (2, "c"), (3, "d")]
     assert messages[0].id == first[0].id  # changed in place
     # A different role at a stored place is another history's message: left alone.
@@ -93,7 +93,7 @@ async def test_add_thread_messages_at_known_places_adds_only_what_is_new(db: Asy
         await crud.add_thread_messages(db, thread.id, swapped, start_idx=0, update_changed=True)
         == []
     )
-    assert (await crud.get_thread_messages(db, thread.id))[0].content == "A"
+    assert (await crud.list_thread_messages(db, thread.id))[0].content == "A"
 
 
 async def test_add_thread_messages_refuses_gaps_and_bad_input(db: AsyncSession) -> None:
@@ -113,7 +113,7 @@ async def test_add_thread_messages_refuses_gaps_and_bad_input(db: AsyncSession) 
         )
     with pytest.raises(NotFoundError):
         await crud.add_thread_messages(db, uuid.uuid4(), _texts("a"))
-    assert await crud.get_thread_messages(db, thread.id) == []
+    assert await crud.list_thread_messages(db, thread.id) == []
 
 
 async def test_one_history_written_twice_at_once_is_stored_once(engine: AsyncEngine) -> None:
@@ -129,7 +129,7 @@ async def test_one_history_written_twice_at_once_is_stored_once(engine: AsyncEng
     first, second = await asyncio.gather(write(), write())
     assert sorted(first + second) == list(range(200))  # each place written by one of them
     async with get_async_session(engine) as db:
-        messages = await crud.get_thread_messages(db, thread.id)
+        messages = await crud.list_thread_messages(db, thread.id)
     assert [(m.idx, m.content) for m in messages] == [(i, f"m{i}") for i in range(200)]
 
 

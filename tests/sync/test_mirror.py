@@ -130,7 +130,7 @@ async def test_a_project_sync_links_children_and_continuations(synced: AsyncEngi
         parent = await by_slug(db, "parent")
         old = await by_slug(db, "old")
         child = await by_slug(db, "child")
-        children = await crud.get_children(db, parent.id)
+        children = await crud.list_children(db, parent.id)
         continuation = await crud.list_relationships(db, child_session_id=parent.id)
     assert child.parent_session_id == parent.id
     assert [c.session.session_slug for c in children] == ["child"]
@@ -236,7 +236,7 @@ async def test_plan_edits_are_mirrored_and_rows_without_a_plan_id_are_kept(
         assert tasks["1.1.1"].id == first_ids["1.1.1"]  # updated in place, not replaced
         assert tasks[None].id == manual.id
         assert tasks["1.1.2"].status == "completed"
-        assert await crud.get_task_dependencies(db, tasks["1.1.2"].id) == []
+        assert await crud.list_task_dependencies(db, tasks["1.1.2"].id) == []
         groups = {g.plan_ref: g for g in await crud.list_task_groups(db, parent.id)}
         assert set(groups) == {"1", "1.1"} and groups["1.1"].group_name == "1.1 Models"
         assert (parent.total_tasks, parent.completed_tasks) == (3, 2)
@@ -494,9 +494,9 @@ async def test_other_writers_metadata_and_hand_made_dependencies_survive_a_sync(
         kept = parent.session_metadata
         assert (kept["hooks"], kept["note"]) == ({"cwd": "/x"}, "kept")
         assert "stale" not in kept["state"] and kept["state"]["topic"] == "Parent work"
-        waits = await crud.get_task_dependencies(db, plan_tasks["2.1.1"])
+        waits = await crud.list_task_dependencies(db, plan_tasks["2.1.1"])
         assert {task.plan_ref for task in waits} == {"1.1.2", None}  # the plan's and ours
-        waits = await crud.get_task_dependencies(db, manual.id)
+        waits = await crud.list_task_dependencies(db, manual.id)
         assert [task.id for task in waits] == [plan_tasks["1.1.1"]]
 
 
@@ -651,7 +651,7 @@ async def test_plan_rows_are_upserted_pruned_and_linked_by_plan_id(db: AsyncSess
     await crud.set_plan_dependencies(db, tasks.values(), {(tasks["1.3"], tasks["1.2"])})
 
     async def waits_for(task_id: uuid.UUID) -> set[str | None]:
-        return {task.plan_ref for task in await crud.get_task_dependencies(db, task_id)}
+        return {task.plan_ref for task in await crud.list_task_dependencies(db, task_id)}
 
     assert await waits_for(tasks["1.1"]) == {None}  # the hand-made edge stays
     assert await waits_for(tasks["1.2"]) == set()

@@ -333,7 +333,7 @@ async def test_every_shape_of_the_seeds_folders_syncs_without_a_warning(
         assert set(groups) == {"1", "1.1"} and groups["1.1"].description == "tables for the index"
         assert groups["1"].group_metadata["testing_strategy"] == "unit tests"
         assert tasks["1.1.1"].task_metadata["actions"] == ["write", "test"]
-        assert [t.plan_ref for t in await crud.get_task_dependencies(db, tasks["1.1.2"].id)] == [
+        assert [t.plan_ref for t in await crud.list_task_dependencies(db, tasks["1.1.2"].id)] == [
             "1.1.1"
         ]
 

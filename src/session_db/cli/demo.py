@@ -260,7 +260,7 @@ async def _load(root: Path) -> dict[str, int]:
             session = await crud.get_session_by_slug(db, slug)
             await crud.update_session(db, session.id, {"total_tokens": tokens, "total_cost": spent})
         parent = await crud.get_session_by_slug(db, PARENT)
-        for thread in await crud.get_session_threads(db, parent.id):
+        for thread in await crud.list_session_threads(db, parent.id):
             await crud.delete_thread(db, thread.id)
         thread = await crud.create_thread(db, {"session_id": parent.id, "name": "planning"})
         for role, text in (

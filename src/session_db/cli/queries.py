@@ -361,10 +361,10 @@ async def _threads(key: str):  # type: ignore[no-untyped-def]
             thread = await crud.get_thread(db, uuid.UUID(key))
         except (ValueError, NotFoundError):
             session = await find_session(db, key)
-            threads = list(await crud.get_session_threads(db, session.id))
+            threads = list(await crud.list_session_threads(db, session.id))
         else:
             threads = [thread]
-        return [(t, await crud.get_thread_messages(db, t.id)) for t in threads]
+        return [(t, await crud.list_thread_messages(db, t.id)) for t in threads]
 
 
 def cost(
@@ -395,4 +395,4 @@ async def _cost(by: str, since: datetime | None, until: datetime | None):  # typ
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        return await crud.get_cost_breakdown(db, by, since=since, until=until)
+        return await crud.list_cost_breakdown(db, by, since=since, until=until)

@@ -42,7 +42,7 @@ def _check_range(start: datetime, end: datetime) -> None:
 
 
 @translating_errors(ENTITY)
-async def get_timeline(
+async def list_timeline(
     db: AsyncSession,
     start: datetime,
     end: datetime,
@@ -82,7 +82,7 @@ async def get_timeline(
 
 
 @translating_errors(ENTITY)
-async def get_wave_summaries(
+async def list_wave_summaries(
     db: AsyncSession, *, since: datetime | None = None
 ) -> list[WaveSummary]:
     """Return every wave (events sharing a `wave_id`), the most recently started first."""
@@ -115,7 +115,7 @@ async def get_wave_summaries(
 
 
 @translating_errors(ENTITY)
-async def get_session_metrics(
+async def list_session_metrics(
     db: AsyncSession, since: datetime, *, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> list[SessionMetrics]:
     """Return per-session performance figures for sessions started since `since`, newest first."""
@@ -154,7 +154,7 @@ async def get_session_metrics(
 
 
 @translating_errors(ENTITY)
-async def get_spawn_correlations(
+async def list_spawn_correlations(
     db: AsyncSession, since: datetime, *, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> list[SpawnCorrelation]:
     """Pair each parent started since `since` with its children: spawn delay, child duration."""
@@ -187,7 +187,7 @@ async def get_spawn_correlations(
 
 
 @translating_errors(ENTITY)
-async def get_cost_by_project(db: AsyncSession) -> list[ProjectCost]:
+async def list_cost_by_project(db: AsyncSession) -> list[ProjectCost]:
     """Return every project's session count, tokens and cost, the most expensive first."""
     cost = func.coalesce(func.sum(Session.total_cost), 0)
     statement = (
@@ -216,7 +216,7 @@ async def get_cost_by_project(db: AsyncSession) -> list[ProjectCost]:
 
 
 @translating_errors(ENTITY)
-async def get_failed_agents(
+async def list_failed_agents(
     db: AsyncSession, *, phase: SessionPhase | str = SessionPhase.BUILD
 ) -> list[Agent]:
     """Return the failed agent runs of sessions in `phase` (build unless given)."""
@@ -231,7 +231,7 @@ async def get_failed_agents(
 
 
 @translating_errors(ENTITY)
-async def get_sessions_with_checkpoints(db: AsyncSession, more_than: int) -> list[Session]:
+async def list_sessions_with_checkpoints(db: AsyncSession, more_than: int) -> list[Session]:
     """Return sessions whose plan has more than `more_than` build checkpoints."""
     if more_than < 0:
         raise InvalidInputError(ENTITY, "more_than", "must not be negative")
@@ -247,7 +247,7 @@ COST_GROUPS = ("project", "session", "agent_type", "model")
 
 
 @translating_errors(ENTITY)
-async def get_cost_breakdown(
+async def list_cost_breakdown(
     db: AsyncSession,
     by: str,
     *,

@@ -99,7 +99,7 @@ async def unbind_session_mode(db: AsyncSession, session_id: uuid.UUID, mode_id: 
 
 
 @translating_errors(BINDING)
-async def get_session_modes(db: AsyncSession, session_id: uuid.UUID) -> list[SessionMode]:
+async def list_modes_of_session(db: AsyncSession, session_id: uuid.UUID) -> list[SessionMode]:
     """Return the modes a session is bound to."""
     statement = (
         select(SessionMode)

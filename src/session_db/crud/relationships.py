@@ -268,7 +268,7 @@ async def unlink_sessions(db: AsyncSession, relationship_id: uuid.UUID) -> None:
 
 
 @translating_errors(ENTITY)
-async def get_children(
+async def list_children(
     db: AsyncSession,
     session_id: uuid.UUID,
     *,
@@ -297,7 +297,7 @@ async def get_children(
 
 
 @translating_errors(ENTITY)
-async def get_descendants(
+async def list_descendants(
     db: AsyncSession,
     session_id: uuid.UUID,
     *,
@@ -314,7 +314,7 @@ async def get_descendants(
 
 
 @translating_errors(ENTITY)
-async def get_ancestors(
+async def list_ancestors(
     db: AsyncSession,
     session_id: uuid.UUID,
     *,
@@ -336,7 +336,7 @@ async def get_session_tree(
             session=SessionRead.model_validate(root), relationship=None, children=[]
         )
     }
-    for related in await get_descendants(db, session_id, max_depth=max_depth):
+    for related in await list_descendants(db, session_id, max_depth=max_depth):
         node = SessionTreeNode(
             session=related.session, relationship=related.relationship, children=[]
         )

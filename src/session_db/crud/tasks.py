@@ -326,7 +326,7 @@ async def remove_task_dependency(
 
 
 @translating_errors(TASK)
-async def get_task_dependencies(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
+async def list_task_dependencies(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
     """Return the tasks `task_id` waits for directly."""
     statement = (
         select(Task)
@@ -338,7 +338,7 @@ async def get_task_dependencies(db: AsyncSession, task_id: uuid.UUID) -> list[Ta
 
 
 @translating_errors(TASK)
-async def get_blocked_tasks(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
+async def list_blocked_tasks(db: AsyncSession, task_id: uuid.UUID) -> list[Task]:
     """Return the tasks that wait for `task_id` directly (seed 002's `blocks`)."""
     statement = (
         select(Task)

@@ -61,7 +61,7 @@ async def get_thread(db: AsyncSession, thread_id: uuid.UUID) -> Thread:
 
 
 @translating_errors(ENTITY)
-async def get_session_threads(
+async def list_session_threads(
     db: AsyncSession, session_id: uuid.UUID, *, status: ThreadStatus | str | None = None
 ) -> list[ThreadSummary]:
     """Return a session's threads, most recently active first, each with its message count."""
@@ -146,7 +146,7 @@ async def add_thread_message(
 
 
 @translating_errors(MESSAGE)
-async def get_thread_messages(
+async def list_thread_messages(
     db: AsyncSession, thread_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
 ) -> list[ThreadMessage]:
     """Return a thread's messages in order of `idx` (all of them unless `limit` is given)."""
@@ -333,3 +333,8 @@ def _message_row(thread_id: uuid.UUID, index: int, data: Mapping[str, Any]) -> d
         "content": message.content,
         "created_at": created_at or utcnow(),
     }
+
+
+# Seed 004's names for the two list reads, kept as documented aliases.
+get_session_threads = list_session_threads
+get_thread_messages = list_thread_messages
