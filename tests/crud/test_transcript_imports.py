@@ -104,10 +104,8 @@ async def test_get_transcript_imports_reads_the_rows_that_exist_without_creating
     claimed = await crud.claim_transcript_imports(db, ["/p/a.jsonl", long])
     claimed["/p/a.jsonl"].byte_offset = 10
     await crud.record_transcript_imports(db, [claimed["/p/a.jsonl"]])
-    found = await crud.transcript_imports.get_transcript_imports(
-        db, ["/p/a.jsonl", "/p/missing.jsonl", long]
-    )
+    found = await crud.get_transcript_imports(db, ["/p/a.jsonl", "/p/missing.jsonl", long])
     assert sorted(found) == sorted(["/p/a.jsonl", long])  # by the path as given
     assert (found["/p/a.jsonl"].byte_offset, found[long].byte_offset) == (10, 0)
     assert await crud.list_transcript_imports(db, under="/p/missing") == []
-    assert await crud.transcript_imports.get_transcript_imports(db, []) == {}
+    assert await crud.get_transcript_imports(db, []) == {}

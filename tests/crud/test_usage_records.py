@@ -324,7 +324,7 @@ async def test_find_usage_records_sees_every_request_id_of_a_message_and_where_i
         ],
     )
     found = sorted(
-        await crud.usage_records.find_usage_records(db, ["m1", "m2", "missing", "m1"]),
+        await crud.find_usage_records(db, ["m1", "m2", "missing", "m1"]),
         key=lambda record: record.request_id,
     )
     assert [
@@ -336,14 +336,14 @@ async def test_find_usage_records_sees_every_request_id_of_a_message_and_where_i
         ("m2", "r3", False, "compact", 0),
     ]
     assert {f.session_id for f in found} == {parent.id, child.id}
-    assert await crud.usage_records.find_usage_records(db, []) == []
+    assert await crud.find_usage_records(db, []) == []
 
 
 async def test_delete_usage_records_deletes_by_id_and_counts_them(db: AsyncSession) -> None:
     session = await a_session(db, "deleted")
     written = await crud.add_usage_records(db, [usage(session.id, "a"), usage(session.id, "b")])
     gone = written[("a", "req")]
-    deleted = await crud.usage_records.delete_usage_records(db, [gone, gone, uuid.uuid4()])
+    deleted = await crud.delete_usage_records(db, [gone, gone, uuid.uuid4()])
     assert deleted == 1
     assert [r.message_id for r in await crud.list_usage_records(db)] == ["b"]
 

@@ -54,3 +54,10 @@ async def clear_active_session(db: AsyncSession) -> None:
     if active is not None:
         await db.delete(active)
         await db.flush()
+
+
+__all__ = [
+    "clear_active_session",
+    "get_active_session",
+    "set_active_session",
+]

@@ -287,3 +287,14 @@ async def update_agent_log(
 async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
     """Delete one event."""
     await delete_row(db, AgentLog, log_id, ENTITY)
+
+
+__all__ = [
+    "add_agent_logs",
+    "count_agent_logs",
+    "create_agent_log",
+    "delete_agent_log",
+    "get_agent_log",
+    "list_agent_logs",
+    "update_agent_log",
+]

@@ -113,3 +113,14 @@ async def upsert_agents(
         shapes.setdefault(tuple(sorted(row)), []).append({"id": agent_id, **row})
     for rows in shapes.values():
         await bulk_upsert(db, Agent, rows, [Agent.id], skip={"session_id"})
+
+
+__all__ = [
+    "create_agent",
+    "delete_agent",
+    "get_agent",
+    "get_agent_by_sdk_session_id",
+    "list_agents",
+    "update_agent",
+    "upsert_agents",
+]

@@ -310,3 +310,15 @@ async def list_cost_breakdown(
         )
         for name, count, tokens_sum, cost_sum in (await db.exec(statement)).all()
     ]
+
+
+__all__ = [
+    "list_cost_breakdown",
+    "list_cost_by_project",
+    "list_failed_agents",
+    "list_session_metrics",
+    "list_sessions_with_checkpoints",
+    "list_spawn_correlations",
+    "list_timeline",
+    "list_wave_summaries",
+]

@@ -108,3 +108,15 @@ async def list_modes_of_session(db: AsyncSession, session_id: uuid.UUID) -> list
         .order_by(SessionMode.mode_name)
     )
     return list((await db.exec(statement)).all())
+
+
+__all__ = [
+    "bind_session_mode",
+    "create_session_mode",
+    "delete_session_mode",
+    "get_session_mode",
+    "list_modes_of_session",
+    "list_session_modes",
+    "unbind_session_mode",
+    "update_session_mode",
+]

@@ -118,3 +118,16 @@ async def update_project(
 async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
     """Delete a project; its sessions stay, detached (project_id becomes NULL)."""
     await delete_row(db, Project, project_id, ENTITY)
+
+
+__all__ = [
+    "count_projects",
+    "create_project",
+    "delete_project",
+    "get_project",
+    "get_project_by_path",
+    "list_projects",
+    "update_project",
+    "upsert_project",
+    "upsert_projects",
+]

@@ -439,3 +439,19 @@ async def link_new_children(
             .values(agent_count=sessions.c.agent_count + bindparam("b_added"), updated_at=now),
             params=[{"b_id": parent, "b_added": added} for parent, added in counts.items()],
         )
+
+
+__all__ = [
+    "get_relationship",
+    "get_session_rollup",
+    "get_session_tree",
+    "link_new_children",
+    "link_sessions",
+    "link_sessions_once",
+    "list_ancestors",
+    "list_children",
+    "list_descendants",
+    "list_relationships",
+    "unlink_sessions",
+    "update_relationship",
+]

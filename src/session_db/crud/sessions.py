@@ -427,3 +427,18 @@ async def upsert_session_by_slug(
             f"session {checked.session_slug!r} already belongs to another project",
         )
     return row[0]
+
+
+__all__ = [
+    "count_sessions",
+    "create_session",
+    "delete_session",
+    "ensure_session",
+    "ensure_sessions",
+    "get_session",
+    "get_session_by_slug",
+    "list_sessions",
+    "record_session_activity",
+    "update_session",
+    "upsert_session_by_slug",
+]

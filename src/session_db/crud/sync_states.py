@@ -199,3 +199,13 @@ async def get_sync_fingerprints(db: AsyncSession, root_path: str) -> dict[str, S
         path: SyncMark(SyncStatus(status), marks, list(warnings or []))
         for path, status, marks, warnings in rows.all()
     }
+
+
+__all__ = [
+    "claim_project_for_sync",
+    "get_sync_fingerprints",
+    "get_sync_state",
+    "list_sync_states",
+    "mark_sync_states_missing",
+    "upsert_sync_state",
+]

@@ -533,3 +533,27 @@ async def set_plan_dependencies(
             for task, needed in missing[start : start + BULK_CHUNK]
         ]
         await db.exec(upsert_insert(db, TaskDependency).values(rows).on_conflict_do_nothing())
+
+
+__all__ = [
+    "add_task_dependency",
+    "create_task",
+    "create_task_group",
+    "delete_plan_rows_except",
+    "delete_task",
+    "delete_task_group",
+    "get_task",
+    "get_task_group",
+    "list_blocked_tasks",
+    "list_ready_tasks",
+    "list_task_dependencies",
+    "list_task_groups",
+    "list_tasks",
+    "refresh_session_progress",
+    "remove_task_dependency",
+    "set_plan_dependencies",
+    "update_task",
+    "update_task_group",
+    "upsert_plan_task_groups",
+    "upsert_plan_tasks",
+]

@@ -338,3 +338,21 @@ def _message_row(thread_id: uuid.UUID, index: int, data: Mapping[str, Any]) -> d
 # Seed 004's names for the two list reads, kept as documented aliases.
 get_session_threads = list_session_threads
 get_thread_messages = list_thread_messages
+
+
+__all__ = [
+    "add_thread_message",
+    "add_thread_messages",
+    "create_thread",
+    "delete_thread",
+    "ensure_threads",
+    "get_session_threads",
+    "get_thread",
+    "get_thread_message",
+    "get_thread_messages",
+    "list_session_threads",
+    "list_thread_messages",
+    "update_thread",
+    "update_thread_message",
+    "update_thread_timestamp",
+]

@@ -197,3 +197,12 @@ async def list_tool_calls(
     statement = statement.order_by(_TABLE.c.started_at, _TABLE.c.id)
     rows = (await db.exec(paginate(statement, limit, offset))).all()
     return [_read(row) for row in rows]
+
+
+__all__ = [
+    "find_tool_calls",
+    "get_tool_call",
+    "list_running_unkeyed_tool_calls",
+    "list_tool_calls",
+    "save_tool_calls",
+]
