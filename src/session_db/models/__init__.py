@@ -1,6 +1,6 @@
 """Every session_db model, one module per domain; importing this registers all tables."""
 
-from session_db.models.agent import Agent, AgentCreate, AgentRead, AgentStatus, AgentUpdate
+from session_db.models.agent import Agent, AgentCreate, AgentStatus, AgentUpdate
 from session_db.models.agent_log import (
     AgentLog,
     AgentLogCreate,
@@ -13,10 +13,9 @@ from session_db.models.modes import (
     SessionMode,
     SessionModeBinding,
     SessionModeCreate,
-    SessionModeRead,
     SessionModeUpdate,
 )
-from session_db.models.project import Project, ProjectCreate, ProjectRead, ProjectUpdate
+from session_db.models.project import Project, ProjectCreate, ProjectUpdate
 from session_db.models.relationships import (
     ActiveSession,
     DelegationType,
@@ -48,9 +47,7 @@ from session_db.models.tasks import (
     TaskDependency,
     TaskGroup,
     TaskGroupCreate,
-    TaskGroupRead,
     TaskGroupUpdate,
-    TaskRead,
     TaskStatus,
     TaskUpdate,
 )
@@ -60,7 +57,6 @@ from session_db.models.threads import (
     ThreadCreate,
     ThreadMessage,
     ThreadMessageCreate,
-    ThreadMessageRead,
     ThreadMessageUpdate,
     ThreadRead,
     ThreadStatus,
@@ -80,7 +76,6 @@ __all__ = [
     "AgentLogCreate",
     "AgentLogRead",
     "AgentLogUpdate",
-    "AgentRead",
     "AgentStatus",
     "AgentUpdate",
     "Base",
@@ -90,7 +85,6 @@ __all__ = [
     "MessageRole",
     "Project",
     "ProjectCreate",
-    "ProjectRead",
     "ProjectUpdate",
     "RelatedSession",
     "RelationshipType",
@@ -101,7 +95,6 @@ __all__ = [
     "SessionMode",
     "SessionModeBinding",
     "SessionModeCreate",
-    "SessionModeRead",
     "SessionModeUpdate",
     "SessionPhase",
     "SessionRead",
@@ -123,16 +116,13 @@ __all__ = [
     "TaskDependency",
     "TaskGroup",
     "TaskGroupCreate",
-    "TaskGroupRead",
     "TaskGroupUpdate",
-    "TaskRead",
     "TaskStatus",
     "TaskUpdate",
     "Thread",
     "ThreadCreate",
     "ThreadMessage",
     "ThreadMessageCreate",
-    "ThreadMessageRead",
     "ThreadMessageUpdate",
     "ThreadRead",
     "ThreadStatus",

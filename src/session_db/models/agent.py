@@ -114,11 +114,3 @@ class AgentUpdate(InputModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     agent_metadata: dict[str, Any] | None = None
-
-
-class AgentRead(AgentBase):
-    """An agent run as returned to callers."""
-
-    id: uuid.UUID
-    created_at: datetime
-    updated_at: datetime

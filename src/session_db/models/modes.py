@@ -68,14 +68,6 @@ class SessionModeUpdate(InputModel):
     validation_errors: list[Any] | None = None
 
 
-class SessionModeRead(SessionModeBase):
-    """A mode as returned to callers."""
-
-    id: uuid.UUID
-    created_at: datetime
-    updated_at: datetime
-
-
 class SessionModeBinding(Base, table=True):
     """Session `session_id` runs in mode `mode_id`."""
 

@@ -54,11 +54,3 @@ class ProjectUpdate(InputModel):
     root_path: str | None = Field(default=None, max_length=1024)
     description: str | None = None
     project_metadata: dict[str, Any] | None = None
-
-
-class ProjectRead(ProjectBase):
-    """A project as returned to callers."""
-
-    id: uuid.UUID
-    created_at: datetime
-    updated_at: datetime

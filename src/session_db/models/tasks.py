@@ -111,17 +111,6 @@ class TaskGroupUpdate(InputModel):
     group_metadata: dict[str, Any] | None = None
 
 
-class TaskGroupRead(TaskGroupBase):
-    """A task group as returned to callers."""
-
-    id: uuid.UUID
-    total_tasks: int
-    completed_tasks: int
-    progress_percentage: float
-    created_at: datetime
-    updated_at: datetime
-
-
 class TaskBase(Base):
     """Fields a caller sets on a task.
 
@@ -218,17 +207,6 @@ class TaskUpdate(InputModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     task_metadata: dict[str, Any] | None = None
-
-
-class TaskRead(TaskBase):
-    """A task as returned to callers."""
-
-    id: uuid.UUID
-    root_task_id: uuid.UUID | None
-    level: int
-    hierarchy_path: str | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class TaskDependency(Base, table=True):

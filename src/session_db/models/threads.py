@@ -129,11 +129,3 @@ class ThreadMessageUpdate(InputModel):
     """Input to correct a message's text; its role, thread and place are fixed."""
 
     content: str
-
-
-class ThreadMessageRead(ThreadMessageBase):
-    """A message as returned to callers."""
-
-    id: uuid.UUID
-    idx: int
-    created_at: datetime
