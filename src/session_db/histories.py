@@ -54,14 +54,17 @@ from session_db.errors import (
     is_transient,
 )
 from session_db.models import (
+    Agent,
     AgentCreate,
     AgentStatus,
     MessageRole,
     RelationshipType,
+    Session,
     SpawnReason,
     TranscriptImport,
+    UsageRecord,
 )
-from session_db.models.base import MAX_TEXT_CHARS, to_money, utcnow
+from session_db.models.base import MAX_TEXT_CHARS, clip, to_money, utcnow
 from session_db.retry import retry_transient
 
 logger = logging.getLogger(__name__)
@@ -442,7 +445,7 @@ async def write_history(
     messages or responses the history holds.
     """
     if history.working_dir:
-        root = history.working_dir[:4096]
+        root = clip(Session, "working_dir", history.working_dir)
         # Fills in a placeholder (a session another history linked to first).
         session_id = await session_crud.upsert_session_by_slug(
             db,
@@ -492,14 +495,14 @@ async def _store_responses(db: AsyncSession, history: History, session_id: uuid.
     agents: dict[uuid.UUID, AgentCreate] = {}
     rows = []
     for response in responses:
-        model = response.model[:128]
+        model = clip(UsageRecord, "model", response.model)
         agent_id = agent_key(session_id, MAIN_ROLE, model)
         if agent_id not in agents:
             agents[agent_id] = AgentCreate(
                 session_id=session_id,
                 agent_type=MAIN_ROLE,
                 model=model,
-                sdk_session_id=history.resume_id[:255] if history.resume_id else None,
+                sdk_session_id=clip(Agent, "sdk_session_id", history.resume_id) or None,
                 status=AgentStatus.COMPLETE,
                 agent_metadata={"source": history.app, "role": MAIN_ROLE},
             )
@@ -508,8 +511,8 @@ async def _store_responses(db: AsyncSession, history: History, session_id: uuid.
             {
                 "session_id": session_id,
                 "agent_id": agent_id,
-                "message_id": response.message_id[:255],
-                "request_id": response.request_id[:255],
+                "message_id": clip(UsageRecord, "message_id", response.message_id),
+                "request_id": clip(UsageRecord, "request_id", response.request_id),
                 "model": model,
                 "input_tokens": response.tokens.input,
                 "output_tokens": response.tokens.output,

@@ -66,8 +66,16 @@ from session_db.errors import (
     SessionDBError,
     is_transient,
 )
-from session_db.models import AgentCreate, AgentStatus, CostSource, Session, TranscriptImport
-from session_db.models.base import to_money, utcnow
+from session_db.models import (
+    Agent,
+    AgentCreate,
+    AgentStatus,
+    CostSource,
+    Session,
+    TranscriptImport,
+    UsageRecord,
+)
+from session_db.models.base import clip, to_money, utcnow
 from session_db.models.usage import UsageRecordCreate
 from session_db.retry import retry_transient
 
@@ -531,7 +539,7 @@ async def _place(batch: _Batch, file: _File) -> None:
     assert file.scan is not None
     db, transcript = batch.db, file.transcript
     facts = file.scan.facts
-    slug = transcript.session_id[:255]
+    slug = clip(Session, "session_slug", transcript.session_id)
     parent = batch.sessions.get(slug) or await _existing_session(db, slug)
     if parent is None:
         parent = await _new_session(batch, slug, facts.cwd)
@@ -572,7 +580,7 @@ async def _new_session(batch: _Batch, slug: str, cwd: str | None) -> _SessionRow
     if project_id is not None:
         values["project_id"] = project_id
     if cwd:
-        values["working_dir"] = cwd[:4096]
+        values["working_dir"] = clip(Session, "working_dir", cwd)
     session_id, created = (await session_crud.ensure_sessions(batch.db, [values]))[slug]
     if not created:  # made by another transaction since we looked
         return await _load(batch.db, session_id)
@@ -588,7 +596,7 @@ async def _child(
     agent_type: str | None,
 ) -> _SessionRow:
     """A subagent's child session, created and linked to `parent` if it is not yet."""
-    slug = subagent_slug(parent.session_slug, agent_id)[:255]
+    slug = clip(Session, "session_slug", subagent_slug(parent.session_slug, agent_id))
     child = batch.sessions.get(slug)
     if child is not None:
         return child
@@ -606,7 +614,7 @@ async def _child(
         parent.session_slug, agent_id, parent.id, project_id, agent_type
     )
     if parent.id in batch.created:  # so the child is new too, with the resolver's values
-        name = (agent_type or "subagent")[:255]
+        name = clip(Session, "name", agent_type or "subagent")
         child = _SessionRow(child_id, slug, name, None, parent.id, project_id, None)
     else:
         child = await _load(batch.db, child_id)
@@ -736,7 +744,11 @@ def _completions(
             if not launch.agent_id or not launch.final_usage:
                 continue
             child = batch.sessions.get(
-                subagent_slug(file.session.session_slug, launch.agent_id)[:255]
+                clip(
+                    Session,
+                    "session_slug",
+                    subagent_slug(file.session.session_slug, launch.agent_id),
+                )
             )
             if child is None or child.id not in whole:
                 continue
@@ -797,7 +809,7 @@ def _against_stored(
                 displaced.append(record)  # the line of the response seen live replaces it
                 continue
         sidechain = record.in_child_session or record.agent_type == COMPACT_ROLE
-        same_key = record.request_id == entry.request_id[:255]
+        same_key = record.request_id == clip(UsageRecord, "request_id", entry.request_id)
         if not same_key and not (sidechain or entry.is_sidechain):
             continue  # two responses of the main conversation that share a message id
         if sidechain != entry.is_sidechain:
@@ -814,8 +826,8 @@ def _against_stored(
 def _agent_create(session: _SessionRow, agent_type: str, model: str, role: str) -> AgentCreate:
     return AgentCreate(
         session_id=session.id,
-        agent_type=agent_type[:64],
-        model=model[:128],
+        agent_type=clip(Agent, "agent_type", agent_type),
+        model=clip(Agent, "model", model),
         sdk_session_id=_resume_id(session, role),
         status=AgentStatus.COMPLETE,
         agent_metadata={"source": SOURCE_APP, "role": role},
@@ -830,9 +842,9 @@ def _usage_row(
     return {
         "session_id": session_id,
         "agent_id": agent_id,
-        "message_id": entry.message_id[:255],
-        "request_id": entry.request_id[:255],
-        "model": entry.model[:128],
+        "message_id": clip(UsageRecord, "message_id", entry.message_id),
+        "request_id": clip(UsageRecord, "request_id", entry.request_id),
+        "model": clip(UsageRecord, "model", entry.model),
         "input_tokens": entry.input_tokens,
         "output_tokens": entry.output_tokens,
         "cache_creation_tokens": entry.cache_creation_tokens,
@@ -880,7 +892,7 @@ def _note_activity(batch: _Batch, file: _File) -> None:
     if names.best:
         seen.name = names.best
     elif scan.facts.slug and session.name is None and seen.name is None:
-        seen.name = scan.facts.slug[:255]
+        seen.name = clip(Session, "name", scan.facts.slug)
     if scan.pull_requests:
         metadata[PULL_REQUESTS_KEY] = _merged_links(
             stored.get(PULL_REQUESTS_KEY), scan.pull_requests
@@ -1002,11 +1014,13 @@ async def _attach_launch(batch: _Batch, parent: _SessionRow, launch: SubagentLau
     child = await _child(batch, parent, None, launch.agent_id, launch.subagent_type)
     name, title = child.name, child.title
     if launch.subagent_type and name in (None, "subagent"):
-        name = launch.subagent_type[:255]
+        name = clip(Session, "name", launch.subagent_type)
         for agent in await agent_crud.list_agents(db, session_id=child.id, agent_type="subagent"):
-            await agent_crud.update_agent(db, agent.id, {"agent_type": launch.subagent_type[:64]})
+            await agent_crud.update_agent(
+                db, agent.id, {"agent_type": clip(Agent, "agent_type", launch.subagent_type)}
+            )
     if launch.description and title is None:
-        title = launch.description[:500]
+        title = clip(Session, "title", launch.description)
     if launch.tool_use_id not in batch.completed and await _complete_last_response(
         db, child.id, launch.final_usage
     ):

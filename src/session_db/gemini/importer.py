@@ -28,7 +28,8 @@ from session_db.histories import (
     message_of,
     whole_file_fingerprint,
 )
-from session_db.models import MessageRole
+from session_db.models import MessageRole, Session
+from session_db.models.base import clip
 
 APP = "gemini"
 
@@ -67,7 +68,7 @@ def chat_history(chat: GeminiChat, path: Path) -> History:
         if message.tokens is not None
     ]
     summary = chat.kept.get("summary")
-    name = summary[:255] if isinstance(summary, str) and summary else None
+    name = clip(Session, "name", summary) if isinstance(summary, str) and summary else None
     return History(
         app=APP,
         slug=history_slug(APP, external),

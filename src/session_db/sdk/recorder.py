@@ -40,7 +40,7 @@ from session_db.claude.pricing import normalize_model
 from session_db.claude.transcript import SUFFIX, TranscriptFile, TranscriptKind, scan_lines
 from session_db.database import get_async_session
 from session_db.jsoncodec import dumps
-from session_db.models import AgentCreate, AgentStatus, Session
+from session_db.models import Agent, AgentCreate, AgentStatus, Session
 from session_db.models.base import clip, utcnow
 from session_db.retry import retry_transient
 
@@ -122,14 +122,14 @@ class RunRecorder:
         async def agent(db: AsyncSession, session: Session) -> uuid.UUID | None:
             if model is None:
                 return None
-            agent_id = agent_key(session.id, MAIN_ROLE, model[:128])
+            agent_id = agent_key(session.id, MAIN_ROLE, clip(Agent, "model", model))
             await crud.ensure_usage_agents(
                 db,
                 {
                     agent_id: AgentCreate(
                         session_id=session.id,
                         agent_type=MAIN_ROLE,
-                        model=model[:128],
+                        model=clip(Agent, "model", model),
                         sdk_session_id=clip(Session, "session_slug", session_id),
                         status=AgentStatus.EXECUTING,
                         started_at=at,
@@ -209,7 +209,7 @@ class RunRecorder:
         async def agent(db: AsyncSession, session: Session) -> uuid.UUID | None:
             if model is None:
                 return None  # no model to find the agent by: the cost is recorded all the same
-            agent_id = agent_key(session.id, MAIN_ROLE, model[:128])
+            agent_id = agent_key(session.id, MAIN_ROLE, clip(Agent, "model", model))
             status = AgentStatus.FAILED if message.is_error else AgentStatus.COMPLETE
             await crud.ensure_usage_agents(
                 db,
@@ -217,7 +217,7 @@ class RunRecorder:
                     agent_id: AgentCreate(
                         session_id=session.id,
                         agent_type=MAIN_ROLE,
-                        model=model[:128],
+                        model=clip(Agent, "model", model),
                         sdk_session_id=clip(Session, "session_slug", session_id),
                         status=status,
                         agent_metadata={"source": SOURCE_APP, "role": MAIN_ROLE},
