@@ -518,36 +518,39 @@ def baseline_rows(path: str) -> BaselineRows:
             key = (session_id, tool_use_id)
             call = calls.get(key)
             if call is None:
-                call = [
-                    uuid.uuid4(),
-                    session_id,
-                    tool_use_id,
-                    payload.get("tool_name"),
-                    "running",
-                    tool_input_json,
-                    "null",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                ]
+                call = dict.fromkeys(TOOL_CALL_COLUMNS)
+                call |= {
+                    "id": uuid.uuid4(),
+                    "session_id": session_id,
+                    "tool_use_id": tool_use_id,
+                    "tool_name": payload.get("tool_name"),
+                    "mcp_server": payload.get("mcp_server"),
+                    "status": "running",
+                    "tool_input": tool_input_json,
+                    "tool_response": "null",
+                }
                 calls[key] = call
             if name == "PreToolUse":
-                call[9] = at
+                call["started_at"] = at
             else:
-                call[10] = at
+                call["ended_at"] = at
                 if name == "PostToolUse":
-                    call[4] = "succeeded"
-                    call[6] = json.dumps(payload.get("tool_response"))
+                    call["status"] = "succeeded"
+                    call["tool_response"] = json.dumps(payload.get("tool_response"))
                 else:
-                    call[4], call[7], call[8] = "failed", payload.get("error"), False
-                if call[9] is not None:
-                    call[11] = int((at - call[9]).total_seconds() * 1000)
+                    call["status"], call["error"] = "failed", payload.get("error")
+                    call["is_interrupt"] = False
+                # The CLI's own measure when the outcome carries one, as delivery takes it.
+                reported = payload.get("duration_ms")
+                if isinstance(reported, int):
+                    call["duration_ms"] = reported
+                elif call["started_at"] is not None:
+                    call["duration_ms"] = int((at - call["started_at"]).total_seconds() * 1000)
                 response = payload.get("tool_response")
                 if payload.get("tool_name") == "Agent" and isinstance(response, dict):
                     child = f"{external}/agent-{response.get('agentId')}"
-                    call[12] = sessions.get(child)
-    rows.tool_calls = [tuple(call) for call in calls.values()]
+                    call["subagent_session_id"] = sessions.get(child)
+    rows.tool_calls = [
+        tuple(call[column] for column in TOOL_CALL_COLUMNS) for call in calls.values()
+    ]
     return rows
