@@ -204,3 +204,11 @@ def test_readme_first_command_reports_a_bad_url_in_one_line(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "unsupported driver 'mysql'" in result.stderr
     assert SECRET not in result.stderr + result.stdout
+
+
+def test_an_empty_setting_in_the_environment_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSION_DB_URL", "")
+    monkeypatch.setenv("SESSION_DB_DATA_DIR", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.url is None and settings.data_dir is None
+    assert settings.database_url().get_backend_name() == "sqlite"  # the embedded default

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # `SESSION_DB_URL=` (set but empty, as shells and .env templates leave it) is unset.
+        env_ignore_empty=True,
     )
 
     url: SecretStr | None = Field(
