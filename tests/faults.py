@@ -484,3 +484,24 @@ def faulty_engine(db_url: URL) -> AsyncEngine:
     """An engine on the test database; SQLite gives up on a held lock after 50 ms."""
     settings = isolated_settings().model_copy(update={"sqlite_busy_timeout_ms": 50})
     return create_engine(settings, url=db_url)
+
+
+def terminate_other_backends(url: URL) -> None:
+    """Kill every other connection to the database at `url` (a dropped connection)."""
+
+    async def terminate() -> None:
+        connection = await asyncpg.connect(
+            user=url.username, host=url.host, port=url.port, database=url.database
+        )
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+
+    # From a thread with its own loop: the caller is inside a statement of this loop.
+    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
+    worker.start()
+    worker.join()

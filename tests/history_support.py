@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
-import asyncpg
 import genai_prices
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db import crud
@@ -77,24 +73,3 @@ def list_price(model: str, provider: str, inputs: int, cached: int, output: int)
     """genai-prices' price of one response (its input count includes the cached tokens)."""
     usage = genai_prices.Usage(input_tokens=inputs, cache_read_tokens=cached, output_tokens=output)
     return genai_prices.calc_price(usage, model, provider_id=provider).total_price
-
-
-def terminate_other_backends(url: URL) -> None:
-    """Kill every other connection to the database at `url` (a dropped connection)."""
-
-    async def terminate() -> None:
-        connection = await asyncpg.connect(
-            user=url.username, host=url.host, port=url.port, database=url.database
-        )
-        try:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await connection.close()
-
-    # From a thread with its own loop: the caller is inside a statement of this loop.
-    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
-    worker.start()
-    worker.join()

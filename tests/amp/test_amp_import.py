@@ -16,8 +16,8 @@ from typing import Any
 import genai_prices
 import pytest
 import sqlalchemy as sa
-from faults import SqliteLockHog
-from history_support import kinds, snapshot, stored, terminate_other_backends
+from faults import SqliteLockHog, terminate_other_backends
+from history_support import kinds, snapshot, stored
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import isolated_settings, truncate_all

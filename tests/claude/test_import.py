@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
@@ -11,9 +10,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
+from faults import terminate_other_backends
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -297,27 +296,6 @@ async def test_a_file_at_fault_is_reported_and_every_other_file_is_imported(
         assert (await crud.get_transcript_import(db, str(bad))).session_id == child.id
 
 
-def _terminate_other_backends(url: URL) -> None:
-    """Kill every other connection to the test database, from a connection of our own."""
-
-    async def terminate() -> None:
-        connection = await asyncpg.connect(
-            user=url.username, host=url.host, port=url.port, database=url.database
-        )
-        try:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await connection.close()
-
-    # From a thread with its own loop: the caller is inside a statement of this loop.
-    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
-    worker.start()
-    worker.join()
-
-
 def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
     """Hold SQLite's write lock from another connection for a while."""
     locked = threading.Event()
@@ -356,7 +334,7 @@ async def test_a_transient_fault_mid_import_runs_the_transaction_again(
                 inserts.append(statement)
                 if len(inserts) == 2:  # the first of the fixture's session (after the other)
                     faults.append("terminated")
-                    _terminate_other_backends(db_url)
+                    terminate_other_backends(db_url)
 
         sa.event.listen(engine.sync_engine, "before_cursor_execute", kill_once)
         progress = None

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from claude_agent_sdk import SessionStore, fold_session_summary
 from claude_agent_sdk.testing import run_session_store_conformance
 from claude_agent_sdk.testing.session_store_conformance import _has_optional
+from faults import terminate_other_backends
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -426,27 +426,6 @@ async def test_crud_reads_the_stored_keys_and_entries(engine: AsyncEngine) -> No
         assert await crud.load_sdk_store_entries(db, "-p", "s-9", "subagents/agent-x") is None
 
 
-def _terminate_other_backends(url: URL) -> None:
-    """Kill every other connection to the test database, from a thread of its own (the
-    caller is inside a statement of this loop)."""
-
-    async def terminate() -> None:
-        connection = await asyncpg.connect(
-            user=url.username, host=url.host, port=url.port, database=url.database
-        )
-        try:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await connection.close()
-
-    worker = threading.Thread(target=lambda: asyncio.run(terminate()))
-    worker.start()
-    worker.join()
-
-
 async def test_a_transient_fault_mid_append_runs_the_whole_append_again(
     db_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -459,7 +438,7 @@ async def test_a_transient_fault_mid_append_runs_the_whole_append_again(
         def kill_once(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             if statement.startswith("UPDATE sdk_store_sessions") and not faults:
                 faults.append("terminated")
-                _terminate_other_backends(db_url)
+                terminate_other_backends(db_url)
 
         sa.event.listen(engine.sync_engine, "before_cursor_execute", kill_once)
     else:  # another writer holds the database longer than the busy timeout
