@@ -117,8 +117,9 @@ async def test_fixture_totals_per_model_sessions_and_subagents(
         sources = (await db.exec(select(UsageRecord.cost_source).distinct())).all()
         assert sources == [CostSource.COMPUTED]
         by_model = await crud.list_cost_breakdown(db, by="model")
-        assert {line.key: line.total_cost for line in by_model} == {
-            model: figures["cost"] for model, figures in EXPECTED.items()
+        assert {line.key: line.total_cost for line in by_model} == {  # canonical names
+            "claude-opus-4-6": EXPECTED["claude-opus-4-6"]["cost"],
+            "claude-sonnet-4-5": EXPECTED["claude-sonnet-4-5-20250929"]["cost"],
         }
 
 

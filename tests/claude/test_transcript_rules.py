@@ -279,10 +279,10 @@ async def test_the_client_reported_cost_wins_over_the_estimates_per_model(
     await import_all(engine, tmp_path)
     parent, child = await session(engine), await session(engine, f"{SESSION}/agent-c1")
     assert (parent.total_cost, child.total_cost) == (Decimal("1.25"), Decimal("0.3"))
-    assert await _cost_by_model(engine) == {
-        OPUS: Decimal("1.2"),
-        SONNET: Decimal("0.3"),
-        HAIKU: Decimal("0.05"),
+    assert await _cost_by_model(engine) == {  # grouped under canonical names
+        "claude-opus-4-6": Decimal("1.2"),
+        "claude-sonnet-4-5": Decimal("0.3"),
+        "claude-haiku-4-5": Decimal("0.05"),
     }
     agents = await _agents(engine)
     opus, haiku = agents[(SESSION, OPUS)], agents[(SESSION, HAIKU)]

@@ -105,6 +105,6 @@ def test_import_claude(
     assert code == 0 and "3 transcript files (3 unchanged): 0 new lines" in out
     code, out, _ = cli(capsys, "cost", "--by", "model", "--json")
     costs = {line["key"]: line["total_cost"] for line in json.loads(out)}
-    assert costs == {"claude-opus-4-6": "9.663036000", "claude-sonnet-4-5-20250929": "0.527264550"}
+    assert costs == {"claude-opus-4-6": "9.663036000", "claude-sonnet-4-5": "0.527264550"}
     code, _, err = cli(capsys, "import", "claude", str(tmp_path / "nowhere"))
     assert code == 2 and "no such file or folder" in err

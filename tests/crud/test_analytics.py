@@ -257,3 +257,31 @@ async def test_cost_breakdown_by_project_session_agent_type_and_model(
         await crud.list_cost_breakdown(db, "colour")
     with pytest.raises(InvalidInputError, match="after start"):
         await crud.list_cost_breakdown(db, "project", since=T0, until=T0)
+
+
+async def test_cost_by_model_groups_dated_bedrock_and_vertex_ids_under_one_name(
+    db: AsyncSession, fleet: dict[str, Any]
+) -> None:
+    for model, cost in [
+        ("claude-sonnet-4-5-20250929", "0.25"),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "0.5"),
+        ("claude-sonnet-4-5@20250929", "0.125"),
+        ("claude-haiku-4-5", "2"),
+    ]:
+        await crud.create_agent(
+            db,
+            {
+                "session_id": fleet["main"].id,
+                "agent_type": "spec",
+                "model": model,
+                "input_tokens": 10,
+                "total_cost": cost,
+                "started_at": T0,
+            },
+        )
+    by_model = await crud.list_cost_breakdown(db, "model")
+    assert [(c.key, c.count, c.total_tokens, c.total_cost) for c in by_model] == [
+        ("claude-haiku-4-5", 1, 10, Decimal("2")),
+        ("claude-sonnet-4-5", 3, 30, Decimal("0.875")),
+        ("(unknown)", 2, 0, Decimal("0")),
+    ]

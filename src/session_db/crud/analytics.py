@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import DEFAULT_LIMIT, enum_filter, paginate, translating_errors
 from session_db.errors import InvalidInputError
+from session_db.model_names import canonical_model_name
 from session_db.models import (
     Agent,
     AgentLog,
@@ -256,6 +257,9 @@ async def list_cost_breakdown(
 ) -> list[CostLine]:
     """Tokens and cost grouped by project, session, agent type or model, costliest first.
 
+    Models are grouped by canonical name (`model_names.canonical_model_name`), so a dated
+    id and its Bedrock and Vertex forms make one line.
+
     By project or session the totals are the sessions' own (`total_tokens`, `total_cost`),
     filtered on when the session started; by agent type or model they are the agent
     runs' (all four token kinds), filtered on when the run started.
@@ -304,12 +308,32 @@ async def list_cost_breakdown(
         func.sum(Session.total_cost if by in ("project", "session") else Agent.total_cost), 0
     )
     statement = base.group_by(key).order_by(total.desc(), key)
-    return [
+    lines = [
         CostLine(
             key=str(name), count=count, total_tokens=int(tokens_sum), total_cost=to_money(cost_sum)
         )
         for name, count, tokens_sum, cost_sum in (await db.exec(statement)).all()
     ]
+    return _by_canonical_model(lines) if by == "model" else lines
+
+
+def _by_canonical_model(lines: list[CostLine]) -> list[CostLine]:
+    """Merge the lines of one model's dated, Bedrock and Vertex ids, costliest first."""
+    merged: dict[str, CostLine] = {}
+    for line in lines:
+        name = line.key if line.key == "(unknown)" else canonical_model_name(line.key)
+        seen = merged.get(name)
+        merged[name] = (
+            line.model_copy(update={"key": name})
+            if seen is None
+            else CostLine(
+                key=name,
+                count=seen.count + line.count,
+                total_tokens=seen.total_tokens + line.total_tokens,
+                total_cost=seen.total_cost + line.total_cost,
+            )
+        )
+    return sorted(merged.values(), key=lambda line: (-line.total_cost, line.key))
 
 
 __all__ = [
