@@ -47,20 +47,49 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table for people."""
+def print_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    empty: str | None = None,
+) -> None:
+    """Print a table for people, or the line `empty` when there are no rows.
+
+    Args:
+        title: Shown above the table.
+        columns: The header of each column.
+        rows: The cells, row by row; None prints as an empty cell.
+        empty: What to say instead of a header-only table (default: "No rows.").
+    """
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         # Escaped: cell text is data (a markdown link, `[tool_use]`), not rich markup.
         table.add_row(*("" if value is None else escape(str(value)) for value in row))
+    if not table.row_count:
+        console().print(escape(empty or "No rows."))
+        return
     console().print(table)
 
 
 def money(value: Any) -> str:
-    """A cost for people: dollars with four decimals."""
-    return f"{Decimal(value):.4f}"
+    """A cost for people, the one precision every command uses: `$1,234.5678`."""
+    amount = Decimal(value if value is not None else 0)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.4f}"
+
+
+def number(value: Any) -> str:
+    """A count for people, with thousands separators: `1,234,567`."""
+    return f"{int(value or 0):,}"
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 session`, `2 sessions`, `1,024 entries`: a count and what it counts."""
+    word = singular if count == 1 else (plural_form or f"{singular}s")
+    return f"{number(count)} {word}"
 
 
 def exact(value: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from session_db.cli.common import console, exact, money, print_json, print_table, run
+from session_db.cli.common import console, exact, money, plural, print_json, print_table, run
 
 sessions_app = typer.Typer(help="List, show and draw sessions.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tasks of a session's plan.", no_args_is_help=True)
@@ -175,7 +175,7 @@ def show_session(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
         + [
             (
                 "cost with subagents",
-                f"${money(rollup.total_cost)} ({rollup.session_count} sessions)",
+                f"{money(rollup.total_cost)} ({plural(rollup.session_count, 'session')})",
             )
         ],
     )
@@ -232,7 +232,7 @@ def session_tree(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
         kind = node.relationship.relationship_type if node.relationship else "root"
         return (
             f"[bold]{node.session.session_slug}[/] {node.session.phase}/{node.session.status}"
-            f"  ${money(rollup.total_cost)} · {rollup.total_tokens} tokens"
+            f"  {money(rollup.total_cost)} · {plural(rollup.total_tokens, 'token')}"
             + (f"  [dim]({kind})[/]" if node.relationship else "")
         )
 
