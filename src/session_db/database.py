@@ -48,8 +48,7 @@ def create_engine(
 
     Raises:
         ConfigurationError: The URL is malformed, names an unsupported driver, a port
-            outside 1-65535 or a query parameter the driver does not take, or the SQLite
-            file's folder cannot be made.
+            outside 1-65535 or a query parameter the driver does not take.
     """
     settings = settings or get_settings()
     if url is None:
@@ -135,20 +134,14 @@ def _check_url(url: URL) -> None:
 def _ensure_sqlite_folder(url: URL) -> None:
     """Create the SQLite file's folder, private to the user, unless the DB is in memory.
 
-    Raises:
-        ConfigurationError: The folder cannot be made (a file in the way, no permission).
+    A folder that cannot be made (a file in the way, no permission, a disk not mounted
+    yet) is left for the connection to report: that is an outage the deliverer waits
+    out, and the command line explains it (`errors.explain_open_failure`).
     """
     path = _sqlite_file(url)
-    if path is None or path.parent.is_dir():
-        return
-    try:
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ConfigurationError(
-            f"cannot create the folder {path.parent} of the SQLite database {path}: "
-            f"{reason}; set SESSION_DB_DATA_DIR (or SESSION_DB_URL) to a writable place"
-        ) from error
+    if path is not None and not path.parent.exists():
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
 
 
 def _sqlite_file(url: URL) -> Path | None:

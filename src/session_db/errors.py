@@ -306,9 +306,7 @@ def _explain_sqlite(error: BaseException, url: URL) -> str | None:
         code = getattr(current, "sqlite_errorcode", None)
         text = str(current).strip().splitlines()[0] if str(current).strip() else ""
         if isinstance(code, int) and code & 0xFF == _SQLITE_CANTOPEN:
-            return (
-                f"cannot open the SQLite database {path} ({text}): make its folder writable, {fix}"
-            )
+            return f"cannot open the SQLite database {path}: {_why_cantopen(path)}, {fix}"
         if isinstance(code, int) and code & 0xFF == _SQLITE_READONLY:
             return (
                 f"the SQLite database {path} is read-only ({text}): make the file and its "
@@ -317,6 +315,23 @@ def _explain_sqlite(error: BaseException, url: URL) -> str | None:
         if text.startswith("no such table"):
             return _not_migrated(text, url)
     return None
+
+
+def _why_cantopen(database: str) -> str:
+    """What stands in the way of a SQLite file that cannot be opened, as far as it shows."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(database))
+    if os.path.isdir(database):
+        return f"{database} is a folder; remove it"
+    if os.path.isdir(folder):
+        return f"its folder {folder} cannot be written; make it writable"
+    ancestor = folder
+    while ancestor != os.path.dirname(ancestor) and not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if os.path.exists(ancestor) and not os.path.isdir(ancestor):
+        return f"its folder {folder} cannot be made: {ancestor} is a file; move it"
+    return f"its folder {folder} does not exist and cannot be made"
 
 
 def _not_migrated(text: str, url: URL) -> str:

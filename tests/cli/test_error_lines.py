@@ -120,13 +120,18 @@ def blocked_by_a_file(root: Path) -> tuple[Path, list[str]]:
     """A data dir under a regular file: it cannot be made, even by root."""
     (root / "file").write_text("in the way\n")
     data_dir = root / "file" / "sub"
-    return data_dir, ["cannot create the folder", str(data_dir), "SESSION_DB_DATA_DIR"]
+    return data_dir, [
+        "cannot open the SQLite database",
+        f"{root / 'file'} is a file",
+        str(data_dir),
+        "SESSION_DB_DATA_DIR",
+    ]
 
 
 def database_path_is_a_folder(root: Path) -> tuple[Path, list[str]]:
     """The SQLite file's name is taken by a folder: SQLite cannot open it (CANTOPEN)."""
     (root / "data" / "session_db.sqlite").mkdir(parents=True)
-    return root / "data", ["cannot open the SQLite database", "SESSION_DB_DATA_DIR"]
+    return root / "data", ["cannot open the SQLite database", "is a folder", "SESSION_DB_DATA_DIR"]
 
 
 def immutable_database(root: Path) -> tuple[Path, list[str]]:
