@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import re
-import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -253,6 +252,8 @@ def explain_open_failure(error: BaseException, url: URL) -> SessionDBError | Non
 
 
 def _explain_postgresql(error: BaseException, url: URL) -> str | None:
+    import socket  # only when explaining: errors.py is imported on fast paths
+
     where, setting = _server(url), _setting(url)
     for current in _chain(error):
         sqlstate = getattr(current, "sqlstate", None)
