@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex,
 from session_db.cli import claude_commands, demo, queries, sync_commands
 from session_db.cli import db as db_commands
 from session_db.cli.common import state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 app = typer.Typer(
     name="session-db",
@@ -137,7 +140,7 @@ def _translated(error: Exception) -> Exception | None:
     return database_error(error, "the command")
 
 
-def _configured_url():  # type: ignore[no-untyped-def]
+def _configured_url() -> "URL | None":
     """The database URL the commands use, or None if the settings cannot give one."""
     from session_db.config import get_settings
     from session_db.errors import SessionDBError
