@@ -91,3 +91,13 @@ def create_postgres_database(server: URL) -> URL:
 def drop_postgres_database(server: URL, database: URL) -> None:
     """Drop a database made by `create_postgres_database`, closing its connections."""
     asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{database.database}" WITH (FORCE)'))
+
+
+def cli_subprocess(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `session-db ARGS` console script in a child process."""
+    script = Path(sys.executable).with_name("session-db")
+    return subprocess.run(
+        [str(script), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import jsoncodec
 from session_db.config import Settings, get_settings, parse_database_url
-from session_db.errors import ResetRefusedError
+from session_db.errors import ConfigurationError, ResetRefusedError
 from session_db.files import create_private_file
 
 _default_engine: AsyncEngine | None = None
@@ -47,7 +47,8 @@ def create_engine(
         poolclass: A pool class, e.g. `NullPool` for engines used across event loops.
 
     Raises:
-        ConfigurationError: The URL is malformed or names an unsupported driver.
+        ConfigurationError: The URL is malformed, names an unsupported driver, a port
+            outside 1-65535 or a query parameter the driver does not take.
     """
     settings = settings or get_settings()
     if url is None:
@@ -56,6 +57,7 @@ def create_engine(
         db_url = parse_database_url(url.render_as_string(hide_password=False))
     else:
         db_url = parse_database_url(url)
+    _check_url(db_url)
 
     # JSON columns are written with orjson (see jsoncodec: same values, several times faster).
     # hide_parameters: an error's text names the statement but not its values, which hold
@@ -85,11 +87,61 @@ def create_engine(
     return create_async_engine(db_url, **kwargs)
 
 
+# What SQLAlchemy's asyncpg dialect takes from a URL's query itself; the rest of the query
+# goes to asyncpg.connect as keyword arguments.
+_ASYNCPG_DIALECT_PARAMETERS = frozenset(
+    {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
+)
+# What pysqlite takes from a URL's query without `uri=true` (it ignores the rest, warning).
+_SQLITE_PARAMETERS = frozenset(
+    {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"}
+)
+
+
+def _check_url(url: URL) -> None:
+    """Refuse, before connecting, a port or a query parameter the driver would choke on.
+
+    asyncpg raises a bare TypeError or OverflowError for these when it connects; said
+    here, the message names the URL (password hidden) and the fix.
+    """
+    shown = url.render_as_string(hide_password=True)
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigurationError(
+            f"the database URL {shown} has the port {url.port}, not one of 1-65535: "
+            "fix the port in SESSION_DB_URL"
+        )
+    if url.get_backend_name() == "sqlite":
+        if str(url.query.get("uri", "")).lower() in ("true", "1"):
+            return  # SQLite URI parameters (mode, cache, ...) are SQLite's to judge
+        allowed = _SQLITE_PARAMETERS
+    else:
+        import inspect
+
+        import asyncpg
+
+        allowed = _ASYNCPG_DIALECT_PARAMETERS | set(inspect.signature(asyncpg.connect).parameters)
+    unknown = sorted(set(url.query) - allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"the database URL {shown} has the query "
+            f"parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}, which "
+            f"{url.get_backend_name()} does not take: remove "
+            f"{'them' if len(unknown) > 1 else 'it'} from SESSION_DB_URL"
+            + (" (asyncpg spells sslmode as ssl)" if "sslmode" in unknown else "")
+        )
+
+
 def _ensure_sqlite_folder(url: URL) -> None:
-    """Create the SQLite file's folder, private to the user, unless the DB is in memory."""
+    """Create the SQLite file's folder, private to the user, unless the DB is in memory.
+
+    A folder that cannot be made (a file in the way, no permission, a disk not mounted
+    yet) is left for the connection to report: that is an outage the deliverer waits
+    out, and the command line explains it (`errors.explain_open_failure`).
+    """
     path = _sqlite_file(url)
     if path is not None and not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
 
 
 def _sqlite_file(url: URL) -> Path | None:

@@ -4,8 +4,14 @@ Driver errors are translated here, in one place, so no asyncpg or sqlite3 except
 leaves the CRUD layer, and messages name the entity and the field on both engines.
 """
 
+from __future__ import annotations
+
+import errno
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 class SessionDBError(Exception):
@@ -174,6 +180,166 @@ def database_error(error: BaseException, entity: str) -> SessionDBError:
             f"database unavailable while working on {entity}: {first_line(error)}"
         )
     return DatabaseError(f"database error on {entity}: {first_line(error)}")
+
+
+# Why a database could not be opened, for the one line a person reads: the driver's
+# SQLSTATE for a missing database or role, the socket's errno for a server that is not
+# there, SQLite's primary result codes for a file that cannot be opened or written.
+_MISSING_DATABASE = "3D000"
+_MISSING_ROLE = "28000"
+_BAD_PASSWORD = "28P01"
+_MISSING_TABLE = "42P01"
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+_REFUSED = ("connect call failed", "connection refused")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """`error`, the driver's exception behind it, and what it was raised from, in order."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop(0)
+        if any(current is other for other in seen):
+            continue
+        seen.append(current)
+        for nested in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(nested, BaseException):
+                pending.append(nested)
+    return seen
+
+
+def _server(url: URL) -> str:
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def _setting(url: URL) -> str:
+    return f"SESSION_DB_URL={url.render_as_string(hide_password=True)}"
+
+
+def _quoted_name(message: str, fallback: str | None) -> str:
+    match = re.search(r'"([^"]*)"', message)
+    return match.group(1) if match else (fallback or "")
+
+
+def _createdb_command(url: URL, tool: str, name: str) -> str:
+    words = [tool]
+    if url.host:
+        words += ["-h", url.host]
+    if url.port and url.port != 5432:
+        words += ["-p", str(url.port)]
+    if url.username and tool == "createdb":
+        words += ["-U", url.username]
+    return " ".join([*words, name])
+
+
+def explain_open_failure(error: BaseException, url: URL) -> SessionDBError | None:
+    """One line for why the database at `url` could not be opened, and what to do.
+
+    Recognises a missing PostgreSQL database or role, a wrong password, a refused, unknown
+    or silent server, a SQLite file or folder that cannot be opened or written, and a
+    database that was never migrated. The line names the database with its password
+    hidden. Returns None for any other error (it is not about opening the database).
+    The verdict on retrying is unchanged: `is_transient` decides that, and the error
+    returned is a `DatabaseUnavailableError` exactly when `error` is transient.
+    """
+    if url.get_backend_name() == "sqlite":
+        message = _explain_sqlite(error, url)
+    else:
+        message = _explain_postgresql(error, url)
+    if message is None:
+        return None
+    return DatabaseUnavailableError(message) if is_transient(error) else DatabaseError(message)
+
+
+def _explain_postgresql(error: BaseException, url: URL) -> str | None:
+    import socket  # only when explaining: errors.py is imported on fast paths
+
+    where, setting = _server(url), _setting(url)
+    for current in _chain(error):
+        sqlstate = getattr(current, "sqlstate", None)
+        text = str(current).strip().splitlines()[0] if str(current).strip() else ""
+        if sqlstate == _MISSING_DATABASE:
+            name = _quoted_name(text, url.database)
+            return (
+                f'database "{name}" does not exist on {where} ({setting}): create it with '
+                f"`{_createdb_command(url, 'createdb', name)}` or fix SESSION_DB_URL"
+            )
+        if sqlstate == _MISSING_ROLE and "does not exist" in text:
+            name = _quoted_name(text, url.username)
+            return (
+                f'role "{name}" does not exist on {where} ({setting}): create it with '
+                f"`{_createdb_command(url, 'createuser', name)}` or fix the user in "
+                "SESSION_DB_URL"
+            )
+        if sqlstate in (_MISSING_ROLE, _BAD_PASSWORD):
+            return (
+                f"{where} refused the login ({setting}): {text}; fix the user or password "
+                "in SESSION_DB_URL (or the server's pg_hba.conf)"
+            )
+        if sqlstate == _MISSING_TABLE:
+            return _not_migrated(text, url)
+        if isinstance(current, socket.gaierror):
+            return (
+                f"cannot connect to PostgreSQL: the host {url.host!r} is not known "
+                f"({setting}): fix the host in SESSION_DB_URL"
+            )
+        if isinstance(current, ConnectionRefusedError) or (
+            isinstance(current, OSError)
+            and (current.errno == errno.ECONNREFUSED or any(r in text.lower() for r in _REFUSED))
+        ):
+            return (
+                f"cannot connect to PostgreSQL on {where}: connection refused ({setting}): "
+                "start the server, or fix the host and port in SESSION_DB_URL"
+            )
+        if isinstance(current, TimeoutError):
+            return (
+                f"cannot connect to PostgreSQL on {where}: no answer in time ({setting}): "
+                "check the host and port in SESSION_DB_URL, or raise "
+                "SESSION_DB_CONNECT_TIMEOUT"
+            )
+    return None
+
+
+def _explain_sqlite(error: BaseException, url: URL) -> str | None:
+    path = url.database or ":memory:"
+    fix = "or set SESSION_DB_DATA_DIR (or SESSION_DB_URL) to a writable place"
+    for current in _chain(error):
+        code = getattr(current, "sqlite_errorcode", None)
+        text = str(current).strip().splitlines()[0] if str(current).strip() else ""
+        if isinstance(code, int) and code & 0xFF == _SQLITE_CANTOPEN:
+            return f"cannot open the SQLite database {path}: {_why_cantopen(path)}, {fix}"
+        if isinstance(code, int) and code & 0xFF == _SQLITE_READONLY:
+            return (
+                f"the SQLite database {path} is read-only ({text}): make the file and its "
+                f"folder writable, {fix}"
+            )
+        if text.startswith("no such table"):
+            return _not_migrated(text, url)
+    return None
+
+
+def _why_cantopen(database: str) -> str:
+    """What stands in the way of a SQLite file that cannot be opened, as far as it shows."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(database))
+    if os.path.isdir(database):
+        return f"{database} is a folder; remove it"
+    if os.path.isdir(folder):
+        return f"its folder {folder} cannot be written; make it writable"
+    ancestor = folder
+    while ancestor != os.path.dirname(ancestor) and not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if os.path.exists(ancestor) and not os.path.isdir(ancestor):
+        return f"its folder {folder} cannot be made: {ancestor} is a file; move it"
+    return f"its folder {folder} does not exist and cannot be made"
+
+
+def _not_migrated(text: str, url: URL) -> str:
+    return (
+        f"{url.render_as_string(hide_password=True)} is not migrated ({text}): "
+        "run `session-db db upgrade`"
+    )
 
 
 # Constraint names follow the naming convention in session_db.models.base.

@@ -26,6 +26,7 @@ from typing import Any
 
 import platformdirs
 import pytest
+from support import cli_subprocess
 
 from session_db.claude import hook, spool
 from session_db.claude.deliver import read_batch_file
@@ -435,25 +436,75 @@ def test_the_hook_imports_nothing_heavy(tmp_path: Path, entry: list[str]) -> Non
 # --- a spool that cannot be written --------------------------------------------------------
 
 
+def immutable(path: Path) -> None:
+    """Make `path` unwritable for everyone, root included (chattr +i), or skip."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr (e2fsprogs) is needed to make a folder root cannot write")
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+    if done.returncode != 0:  # no CAP_LINUX_IMMUTABLE, or a file system without it
+        pytest.skip(f"chattr +i is not allowed here: {done.stderr!r}")
+
+
+def mutable(path: Path) -> None:
+    if shutil.which("chattr") is not None:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+
+
 @pytest.mark.parametrize(
-    ("where", "error"),
-    [("under-a-file", "NotADirectoryError"), ("is-a-file", "FileExistsError")],
+    ("where", "reason"),
+    [
+        ("under-a-file", "ENOTDIR"),
+        ("is-a-file", "EEXIST"),
+        ("read-only-folder", "EPERM"),
+        ("read-only-live-file", "EPERM"),
+    ],
 )
-def test_an_unwritable_spool_still_exits_0(tmp_path: Path, where: str, error: str) -> None:
+def test_an_unwritable_spool_prints_nothing_exits_0_and_counts_the_event(
+    tmp_path: Path, where: str, reason: str
+) -> None:
     blocker = tmp_path / "blocker"
-    blocker.write_bytes(b"not a folder\n")
-    folder = blocker / "spool" if where == "under-a-file" else blocker
+    if where in ("under-a-file", "is-a-file"):
+        blocker.write_bytes(b"not a folder\n")
+        folder = blocker / "spool" if where == "under-a-file" else blocker
+    else:
+        blocker.mkdir(mode=0o700)
+        folder = blocker
+        if where == "read-only-live-file":
+            (folder / spool.LIVE_FILE).write_bytes(EARLIER_LINE)
+            locked = folder / spool.LIVE_FILE
+        else:
+            locked = folder
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = hook_env(folder, XDG_RUNTIME_DIR=str(runtime))
     payload = json.dumps(make_payload("UserPromptSubmit", CURRENT, "")).encode()
+    try:
+        if where.startswith("read-only"):
+            immutable(locked)
+        for _ in range(2):
+            done, _, _ = run_hook(env, payload, cwd=tmp_path)
+            assert_quiet_success(done)
+        status = cli_subprocess("hook", "status", "--json", env=env, cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        failures = json.loads(status.stdout)["append_failures"]
+        text = cli_subprocess("hook", "status", env=env, cwd=tmp_path)
+    finally:
+        if where.startswith("read-only"):
+            mutable(locked)
 
-    done, _, _ = run_hook(hook_env(folder), payload, cwd=tmp_path)
-
-    assert done.returncode == 0
-    assert done.stdout == b""
-    message = done.stderr.decode("utf-8", "replace")
-    assert message.startswith("session-db hook: hook failed: ")
-    assert error in message and str(blocker) in message
-    assert blocker.read_bytes() == b"not a folder\n"
-    assert sorted(os.listdir(tmp_path)) == ["blocker"]
+    assert failures["count"] == 2 and failures["by_reason"] == {reason: 2}
+    assert str(folder) in failures["last_message"]
+    assert text.returncode == 0 and "2 events could not be spooled" in text.stdout
+    assert reason in text.stdout
+    if where in ("under-a-file", "is-a-file"):
+        assert blocker.read_bytes() == b"not a folder\n"
+    elif where == "read-only-folder":  # nothing was written there
+        assert os.listdir(folder) == []
+    else:
+        assert (folder / spool.LIVE_FILE).read_bytes() == EARLIER_LINE
+    assert sorted(os.listdir(tmp_path)) == ["blocker", "run"]
+    if where != "read-only-live-file":  # counted in the fallback folder, the user's alone
+        assert stat.S_IMODE((runtime / "session-db").stat().st_mode) == 0o700
 
 
 # --- many hooks at once --------------------------------------------------------------------

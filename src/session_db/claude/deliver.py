@@ -446,6 +446,191 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+# --- rejected events: reading them, and putting them back in the spool -----------------
+
+REQUEUE_PREFIX = "requeue-"
+# The hook's own rejections are raw spool lines; their reason is only in hook.log.
+_HOOK_REJECTED = "rejected by the hook: the input is not a JSON object, or is too large"
+
+
+@dataclass
+class RejectedEvent:
+    """One line of `rejected.jsonl`: the spool line as received, and why it was set aside."""
+
+    line: bytes
+    reason: str
+    rejected_at: float | None = None
+    spool_id: str | None = None
+    event: str | None = None
+
+
+def parse_rejected(raw: bytes) -> RejectedEvent:
+    """Read one line of the rejected file: the deliverer's record, or the hook's raw line."""
+    record: object = None
+    if raw.lstrip().startswith(b'{"rejected_at"'):
+        with contextlib.suppress(ValueError):
+            record = json.loads(raw)
+    if isinstance(record, dict) and isinstance(record.get("line"), str):
+        line = record["line"].encode("utf-8", "replace")
+        reason = str(record.get("reason") or "no reason recorded")
+        at = record.get("rejected_at")
+        rejected = RejectedEvent(line, reason, at if isinstance(at, int | float) else None)
+    else:
+        rejected = RejectedEvent(raw.rstrip(b"\r\n") + b"\n", _HOOK_REJECTED)
+    if not rejected.line.endswith(b"\n"):
+        rejected.line += b"\n"
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        header, payload = spool.split_line(rejected.line)
+        fields = json.loads(header)
+        if isinstance(fields, dict) and isinstance(fields.get("spool_id"), str):
+            rejected.spool_id = fields["spool_id"]
+        if len(payload) < 1_000_000:  # a name for people; a huge payload is not read for it
+            body = json.loads(payload)
+            if isinstance(body, dict) and isinstance(body.get("hook_event_name"), str):
+                rejected.event = body["hook_event_name"]
+    return rejected
+
+
+def _rejected_files(directory: str) -> list[str]:
+    """The rejected file, and any left by a re-queue that a crash interrupted."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.startswith(REQUEUE_PREFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    names = [n for n in names if n.endswith(".jsonl")]
+    return [os.path.join(directory, n) for n in names] + [
+        os.path.join(directory, spool.REJECTED_FILE)
+    ]
+
+
+def rejected_events(directory: str, last: int = 5) -> tuple[int, list[RejectedEvent]]:
+    """Return how many events are set aside as rejected, and the last `last` of them."""
+    from collections import deque
+
+    count = 0
+    recent: deque[bytes] = deque(maxlen=max(last, 0))
+    for path in _rejected_files(directory):
+        try:
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    if raw.strip():
+                        count += 1
+                        recent.append(raw)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return count, [parse_rejected(raw) for raw in recent]
+
+
+def requeue_rejected(directory: str) -> list[tuple[str, int]]:
+    """Move every rejected event back into the spool as a new batch file, exactly once.
+
+    Call it holding the pass lock (`retry_rejected` does), so no pass rejects meanwhile.
+    The rejected file is renamed to `requeue-<id>.jsonl` (the hook's later rejections
+    start a new one); its spool lines are written to `batch-<id>.jsonl.tmp` and fsynced;
+    only then is the requeue file removed, and the batch published by a rename. After a
+    crash at any point the next call finishes the job: a `.tmp` whose requeue file is
+    gone is complete and is published, one beside its requeue file is made again. So
+    each line is in one place at every moment, and none is lost or doubled.
+
+    Returns:
+        The batch files made (none when nothing was rejected), each with its event count.
+    """
+    # Re-queues a crash interrupted: requeue files, and batches written but not published.
+    interrupted = set(_rejected_files(directory)[:-1])
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if name.startswith(spool.BATCH_PREFIX) and name.endswith(spool.BATCH_SUFFIX + ".tmp"):
+                ident = name[len(spool.BATCH_PREFIX) : -len(spool.BATCH_SUFFIX + ".tmp")]
+                interrupted.add(os.path.join(directory, f"{REQUEUE_PREFIX}{ident}.jsonl"))
+    batches = [
+        made
+        for path in sorted(interrupted)
+        if (made := _finish_requeue(directory, path)) is not None
+    ]
+    live = os.path.join(directory, spool.REJECTED_FILE)
+    try:
+        if os.stat(live).st_size == 0:
+            return batches
+    except FileNotFoundError:
+        return batches
+    ident = f"{time.time_ns():020d}-{os.urandom(4).hex()}"
+    moved = os.path.join(directory, f"{REQUEUE_PREFIX}{ident}.jsonl")
+    os.replace(live, moved)
+    spool._fsync_dir(directory)
+    with open(moved, "rb") as handle:  # a hook that locked the old file finishes first
+        if spool.fcntl is not None:
+            spool.fcntl.flock(handle.fileno(), spool.fcntl.LOCK_EX)
+    made = _finish_requeue(directory, moved)
+    return batches + ([made] if made is not None else [])
+
+
+def _finish_requeue(directory: str, moved: str) -> tuple[str, int] | None:
+    """Turn a requeue file into its batch file (see `requeue_rejected`)."""
+    ident = os.path.basename(moved)[len(REQUEUE_PREFIX) : -len(".jsonl")]
+    batch = os.path.join(directory, f"{spool.BATCH_PREFIX}{ident}{spool.BATCH_SUFFIX}")
+    temp = batch + ".tmp"
+    count = 0
+    if os.path.exists(moved):
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            with open(moved, "rb") as source:
+                for raw in source:
+                    if raw.strip():
+                        spool._write_all(fd, parse_rejected(raw).line)
+                        count += 1
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.unlink(moved)  # the commit: from here on the lines are the temporary file's
+        spool._fsync_dir(directory)
+    elif os.path.exists(temp):
+        with open(temp, "rb") as handle:
+            count = sum(1 for raw in handle if raw.strip())
+    else:
+        return None
+    os.replace(temp, batch)
+    spool._fsync_dir(directory)
+    return batch, count
+
+
+async def retry_rejected(
+    engine: AsyncEngine, directory: str | None = None, *, import_transcripts: bool = True
+) -> tuple[int, DeliveryReport]:
+    """Put the rejected events back in the spool and deliver them now.
+
+    Events the database now takes are stored (those stored before are duplicates, by
+    spool id); those still refused go back to `rejected.jsonl`, once, with their reason.
+
+    Returns:
+        How many events were re-queued, and what their delivery did.
+
+    Raises:
+        DatabaseUnavailableError: The database is down or not migrated; the re-queued
+            events wait in the spool as a batch file for the next pass.
+    """
+    directory = directory or spool.spool_dir()
+    lock = spool.FileLock(directory, spool.PASS_LOCK)
+    await asyncio.to_thread(lock.acquire)
+    try:
+        await ensure_migrated(engine)  # before: a database not ready leaves them as they are
+        batches = requeue_rejected(directory)
+        report = DeliveryReport()
+        if not batches:
+            return 0, report
+        try:
+            for batch, _ in batches:
+                report.add(await deliver_batch_file(engine, directory, batch))
+        except Exception as error:
+            if isinstance(error, SessionDBError) or not is_transient(error):
+                raise
+            raise DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}") from error
+    finally:
+        lock.release()
+    if import_transcripts and report.transcripts:
+        await _import_transcripts(engine, report.transcripts)
+    return sum(count for _, count in batches), report
+
+
 def spool_status(directory: str) -> dict[str, object]:
     """Return what waits in the spool, what was rejected, and the deliverer's recent log."""
     waiting = 0
@@ -455,26 +640,21 @@ def spool_status(directory: str) -> dict[str, object]:
             with open(path, "rb") as handle:
                 handle.seek(_read_offset(path) if path in files else 0)  # delivered before
                 waiting += sum(1 for line in handle if line.strip())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
-    rejected = 0
-    try:
-        with open(os.path.join(directory, spool.REJECTED_FILE), "rb") as handle:
-            rejected = sum(1 for line in handle if line.strip())
-    except FileNotFoundError:
-        pass
+    rejected, _ = rejected_events(directory, last=0)
     recent: list[str] = []
     for name in (spool.HOOK_LOG, spool.DELIVERER_LOG):
         try:
             with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as log:
                 recent.extend(f"{name}: {line.rstrip()}" for line in log.readlines()[-5:])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
     return {
         "spool_dir": directory,
         "waiting": waiting,
         "batch_files": len(files),
         "rejected": rejected,
-        "deliverer_pid": spool.deliverer_pid(directory) if os.path.isdir(directory) else None,
+        "deliverer_pid": spool.deliverer_pid(directory),
         "recent_log": recent,
     }

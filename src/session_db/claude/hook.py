@@ -3,11 +3,14 @@
 Claude Code runs the hook synchronously (a PreToolUse hook delays the tool call), so
 this path imports only the standard library and the spool: it appends the payload,
 stamped with a spool id and the time received, to the durable spool, starts a detached
-deliverer if none is running, and exits 0 having printed nothing. An event it could not
-spool (a full disk, say) is counted in `spool-failures`, which `hook status` shows, and
-logged to `hook.log` in the spool folder when that can still be written. Input that
-cannot be an event is kept in `rejected.jsonl` (private to the user) and logged, never
-half-recorded.
+deliverer if none is running, and exits 0 having printed nothing, whatever happens:
+Claude Code shows a hook's output to the user, and a hook has nothing to say. An event
+it could not spool (a full disk, a read-only or missing spool folder, no permission) is
+counted with its reason in `spool-failures`, or, when the spool folder cannot hold even
+that, in the fallback folder's counter for this spool (`spool.fallback_dir`); `hook
+status` shows both. It is also logged to `hook.log` when that can still be written.
+Input that cannot be an event is kept in `rejected.jsonl` (private to the user) and
+logged, never half-recorded.
 """
 
 from __future__ import annotations
@@ -105,27 +108,14 @@ def _describe(error: BaseException) -> str:
 
 
 def _record_failure(directory: str | None, error: BaseException) -> None:
-    """Count the lost event in `spool-failures` (which works on a full disk) and log it."""
-    counted = False
-    if directory is not None:
-        try:
-            spool.record_append_failure(directory, error)
-            counted = True
-        except BaseException:
-            pass
-    _log(directory, f"hook failed: {_describe(error)}", quiet=counted)
+    """Count the lost event (in the spool, else in the fallback folder) and log it."""
+    spool.record_lost_event(directory, error)
+    _log(directory, f"hook failed: {_describe(error)}")
 
 
-def _log(directory: str | None, message: str, *, quiet: bool = False) -> None:
-    """Log to hook.log; if that fails, and `quiet` is off (no other record), to stderr."""
-    try:
-        spool.log_line(directory or spool.spool_dir(), spool.HOOK_LOG, message)
-        return
-    except BaseException:
-        if quiet:
-            return
-    # Nowhere left to record it but stderr, which Claude Code ignores.
+def _log(directory: str | None, message: str) -> None:
+    """Log to hook.log if it can be written; never to stdout or stderr."""
     try:  # noqa: SIM105 - contextlib would be one more import on the fast path
-        sys.stderr.write(f"session-db hook: {message}\n")
-    except BaseException:
+        spool.log_line(directory or spool.spool_dir(), spool.HOOK_LOG, message)
+    except BaseException:  # counted already where it matters (an event lost)
         pass

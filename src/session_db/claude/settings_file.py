@@ -138,6 +138,27 @@ def is_our_command(command: str) -> bool:
     return len(head) == 3 and head[1:] == ["-m", "session_db"]
 
 
+def project_shared_settings_path(project_dir: Path) -> Path:
+    """Return the project's shared settings file, the one committed with it."""
+    return Path(project_dir) / ".claude" / "settings.json"
+
+
+def installed_events(path: Path) -> list[str]:
+    """Return the events whose hooks in the settings file run our command (read only).
+
+    Raises:
+        InvalidInputError: The file is not a settings object we can read.
+        OSError: The file cannot be read (a missing file has no events).
+    """
+    data, _ = _load(Path(path))
+    hooks: JSONObject = data.get("hooks", {})
+    return [
+        event
+        for event, groups in hooks.items()
+        if any(_is_ours(handler) for _, handler in _handlers(groups))
+    ]
+
+
 def install_hooks(
     path: Path,
     command: str,

@@ -234,13 +234,23 @@ def deliverer_pid(directory: str) -> int | None:
 
 
 def deliverer_running(directory: str) -> bool:
-    """Return whether a following deliverer holds the deliverer lock right now."""
+    """Return whether a following deliverer holds the deliverer lock right now.
+
+    Only looks: a missing lock file means none runs, and nothing is created, so this
+    works on a read-only spool too.
+    """
     if fcntl is None:
         return True  # no locks here: never start one from the hook
-    probe = FileLock(directory, DELIVERER_LOCK)
-    if not probe.acquire(blocking=False):
+    try:
+        fd = os.open(os.path.join(directory, DELIVERER_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    probe.release()
+    finally:
+        os.close(fd)  # closing drops the probe's lock
     return False
 
 
@@ -315,7 +325,7 @@ class FileLock:
 class AppendFailures:
     """What `spool-failures` says: how many appends failed, the last error, and when."""
 
-    __slots__ = ("count", "last_at_ns", "last_error", "last_message")
+    __slots__ = ("by_reason", "count", "last_at_ns", "last_error", "last_message")
 
     def __init__(
         self,
@@ -323,22 +333,54 @@ class AppendFailures:
         last_at_ns: int | None = None,
         last_error: str | None = None,
         last_message: str | None = None,
+        by_reason: dict[str, int] | None = None,
     ) -> None:
         self.count = count
         self.last_at_ns = last_at_ns
         self.last_error = last_error  # an errno name (ENOSPC) or an exception's class
         self.last_message = last_message
+        # How many failed for each reason (an errno name or a class), most frequent first.
+        self.by_reason = by_reason if by_reason is not None else {}
 
     def __repr__(self) -> str:
         return (
             f"AppendFailures(count={self.count}, last_at_ns={self.last_at_ns}, "
-            f"last_error={self.last_error!r}, last_message={self.last_message!r})"
+            f"last_error={self.last_error!r}, last_message={self.last_message!r}, "
+            f"by_reason={self.by_reason!r})"
         )
+
+    def merged(self, other: AppendFailures) -> AppendFailures:
+        """Both counts together, the later of the two last errors."""
+        later = other if (other.last_at_ns or 0) > (self.last_at_ns or 0) else self
+        reasons = dict(self.by_reason)
+        for reason, count in other.by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        return AppendFailures(
+            self.count + other.count,
+            later.last_at_ns,
+            later.last_error,
+            later.last_message,
+            _ranked(reasons),
+        )
+
+
+def _ranked(reasons: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+
+
+# The per-reason counts ride in the record as one field, `by=ENOSPC:3,EACCES:1`, between
+# the last error and its message (a record without it, from an older version, still reads).
+_BY_REASON = "by="
 
 
 def _failures_record(failures: AppendFailures) -> bytes:
     """The counter file's content: one line, padded with spaces to FAILURES_SIZE bytes."""
     head = f"{failures.count} {failures.last_at_ns or 0} {failures.last_error or '-'} "
+    reasons = ",".join(f"{r}:{n}" for r, n in _ranked(failures.by_reason).items())
+    if reasons:
+        if len(reasons) > 120:  # the commonest kinds fit; the rarest are dropped
+            reasons = reasons[:120].rsplit(",", 1)[0]
+        head += f"{_BY_REASON}{reasons} "
     message = " ".join((failures.last_message or "").split())
     data = (head + message).encode("ascii", "backslashreplace")[: FAILURES_SIZE - 1]
     return data.ljust(FAILURES_SIZE - 1) + b"\n"
@@ -351,12 +393,22 @@ def _parse_failures(data: bytes) -> AppendFailures:
     at_ns = int(fields[1]) or None
     error = None if fields[2] == "-" else fields[2]
     message = fields[3].strip() if len(fields) > 3 else ""
-    return AppendFailures(int(fields[0]), at_ns, error, message or None)
+    reasons: dict[str, int] = {}
+    if message.startswith(_BY_REASON):
+        counts, _, message = message.partition(" ")
+        for item in counts[len(_BY_REASON) :].split(","):
+            reason, _, number = item.rpartition(":")
+            if reason and number.isdigit():
+                reasons[reason] = int(number)
+        message = message.strip()
+    elif error is not None and int(fields[0]):
+        reasons[error] = int(fields[0])  # an older record: every failure under the last
+    return AppendFailures(int(fields[0]), at_ns, error, message or None, reasons)
 
 
-def _open_failures(directory: str, flags: int) -> int:
+def _open_failures(directory: str, flags: int, name: str = FAILURES_FILE) -> int:
     """Open and lock the counter file; never through a symlink, never blocking on a FIFO."""
-    path = os.path.join(directory, FAILURES_FILE)
+    path = os.path.join(directory, name)
     fd = os.open(path, os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | flags, 0o600)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -389,16 +441,26 @@ def record_append_failure(directory: str, error: BaseException) -> None:
         OSError: The counter cannot be written either (the disk was full before the
             file was first made, or the spool folder is unusable).
     """
-    if isinstance(error, OSError) and error.errno is not None:
-        name = errno.errorcode.get(error.errno, f"errno{error.errno}")
-    else:
-        name = type(error).__name__
     _ensure_dir(directory)
-    fd = _open_failures(directory, os.O_RDWR | os.O_CREAT)
+    _count_failure(directory, FAILURES_FILE, error)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The name a failure is counted under: its errno's (ENOSPC, EACCES) or its class."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return errno.errorcode.get(error.errno, f"errno{error.errno}")
+    return type(error).__name__
+
+
+def _count_failure(directory: str, name: str, error: BaseException) -> None:
+    fd = _open_failures(directory, os.O_RDWR | os.O_CREAT, name)
     try:
         before = _parse_failures(os.pread(fd, FAILURES_SIZE, 0))
+        reason = failure_reason(error)
+        reasons = dict(before.by_reason)
+        reasons[reason] = reasons.get(reason, 0) + 1
         message = f"{type(error).__name__}: {error}"
-        after = AppendFailures(before.count + 1, time.time_ns(), name, message)
+        after = AppendFailures(before.count + 1, time.time_ns(), reason, message, reasons)
         os.pwrite(fd, _failures_record(after), 0)
         try:  # noqa: SIM105 - without it the count is still in the page cache for status
             os.fsync(fd)
@@ -408,14 +470,99 @@ def record_append_failure(directory: str, error: BaseException) -> None:
         os.close(fd)
 
 
+def record_lost_event(directory: str | None, error: BaseException) -> bool:
+    """Count an event that could not be spooled, wherever a count can still be kept.
+
+    First in the spool's own counter; if the spool folder cannot hold it (read-only,
+    under a file, not ours), in a counter for this spool in the fallback folder (see
+    `fallback_dir`). Never raises.
+
+    Returns:
+        Whether the failure was counted somewhere `hook status` reads.
+    """
+    if directory is not None:
+        try:
+            record_append_failure(directory, error)
+            return True
+        except BaseException:
+            pass
+    try:
+        spool = directory if directory is not None else spool_dir()
+        fallback = fallback_dir()
+        if fallback is None:
+            return False
+        _count_failure(fallback, fallback_failures_name(spool), error)
+        return True
+    except BaseException:
+        return False
+
+
+def fallback_dir(environ: dict[str, str] | None = None, *, create: bool = True) -> str | None:
+    """The folder that counts failures of spools that cannot count them themselves.
+
+    `$XDG_RUNTIME_DIR/session-db` (a per-user folder by definition), else
+    `$TMPDIR/session-db-<uid>` (or under /tmp). Made 0700; a folder that exists but is
+    not a real folder, not ours, or open to others is not used (None); so is a missing
+    one unless `create`.
+    """
+    env = os.environ if environ is None else environ
+    runtime = env.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime):
+        folder = os.path.join(runtime, "session-db")
+    else:
+        temp = env.get("TMPDIR", "")
+        base = temp if temp and os.path.isabs(temp) else "/tmp"
+        folder = os.path.join(base, f"session-db-{os.getuid()}")
+    try:
+        if create:
+            os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def fallback_failures_name(directory: str) -> str:
+    """The name of the fallback counter of the spool at `directory` (one per spool)."""
+    # FNV-1a of the path: hashlib would cost the hook an OpenSSL import.
+    digest = 0xCBF29CE484222325
+    for byte in os.fsencode(os.path.abspath(directory)):
+        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{FAILURES_FILE}-{digest:016x}"
+
+
 def append_failures(directory: str) -> AppendFailures:
-    """Return how many appends to the spool failed, and the last error (for `hook status`)."""
+    """Return how many events could not be spooled, why, and the last error.
+
+    Counts the spool's own counter and its counter in the fallback folder (kept when the
+    spool folder itself could not be written), for `hook status`.
+    """
+    failures = AppendFailures()
     try:
         fd = _open_failures(directory, os.O_RDONLY)
-    except FileNotFoundError:
-        return AppendFailures()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    else:
+        try:
+            failures = _parse_failures(os.pread(fd, FAILURES_SIZE, 0))
+        finally:
+            os.close(fd)
+    fallback = fallback_dir(create=False)
+    if fallback is None:
+        return failures
     try:
-        return _parse_failures(os.pread(fd, FAILURES_SIZE, 0))
+        fd = _open_failures(fallback, os.O_RDONLY, fallback_failures_name(directory))
+    except FileNotFoundError:
+        return failures
+    try:
+        return failures.merged(_parse_failures(os.pread(fd, FAILURES_SIZE, 0)))
     finally:
         os.close(fd)
 
@@ -447,7 +594,7 @@ def batch_files(directory: str) -> list[str]:
     """Return the batch files waiting for delivery, oldest first."""
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     batches = [n for n in names if n.startswith(BATCH_PREFIX) and n.endswith(BATCH_SUFFIX)]
     return [os.path.join(directory, name) for name in sorted(batches)]

@@ -6,9 +6,11 @@ embedded SQLite file) only when they need it.
 """
 
 import logging
+import os
 import sys
+import threading
 import traceback
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +18,9 @@ import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex,
 from session_db.cli import claude_commands, demo, queries, sync_commands
 from session_db.cli import db as db_commands
 from session_db.cli.common import state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 app = typer.Typer(
     name="session-db",
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     """The console script: run the app; every failure becomes one line and an exit code."""
     from session_db.errors import SessionDBError
 
+    _quiet_aiosqlite_after_failed_connect()
     try:
         app(args=argv, prog_name="session-db")
     except SystemExit as done:  # typer exits itself: 0, or 2 for a usage error
@@ -69,13 +75,39 @@ def main(argv: list[str] | None = None) -> int:
         print("session-db: interrupted", file=sys.stderr)
         return 130
     except (SessionDBError, OSError, ValueError) as error:
-        return _report(error)
+        return _report(_translated(error) or error)
     except Exception as error:
         database_error = _translated(error)
         if database_error is None:
             raise  # a bug of ours: the traceback is the report
         return _report(database_error)
     return 0
+
+
+def _quiet_aiosqlite_after_failed_connect() -> None:
+    """Keep aiosqlite's worker thread from printing a traceback after our one line.
+
+    When SQLite cannot open its file, aiosqlite's thread hands its shutdown result to an
+    event loop that `asyncio.run` has closed by then, and the thread's RuntimeError
+    would print 20 lines after the command's own report. Only that error, from that
+    thread's code, is silenced.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "session_db_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        in_aiosqlite = any(
+            os.path.normpath(frame.filename).split(os.sep)[-2:] == ["aiosqlite", "core.py"]
+            for frame in frames
+        )
+        closed = args.exc_type is RuntimeError and "Event loop is closed" in str(args.exc_value)
+        if not (in_aiosqlite and closed):
+            previous(args)
+
+    hook.session_db_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _report(error: BaseException) -> int:
@@ -86,16 +118,37 @@ def _report(error: BaseException) -> int:
 
 
 def _translated(error: Exception) -> Exception | None:
-    """Our error for a database error that reached the top untranslated, else None."""
+    """Our error for a database error that reached the top, else None.
+
+    A failure to open the configured database (missing, refused, no such role, a file
+    that cannot be written) is said in the words of `errors.explain_open_failure`, which
+    name the database and the fix; another driver error is classified as any other.
+    """
     if "sqlalchemy" not in sys.modules:
         return None
     from sqlalchemy.exc import DBAPIError
 
-    from session_db.errors import database_error
+    from session_db.errors import database_error, explain_open_failure
 
+    url = _configured_url()
+    if url is not None:
+        explained = explain_open_failure(error, url)
+        if explained is not None:
+            return explained
     if not isinstance(error, DBAPIError):
         return None
     return database_error(error, "the command")
+
+
+def _configured_url() -> "URL | None":
+    """The database URL the commands use, or None if the settings cannot give one."""
+    from session_db.config import get_settings
+    from session_db.errors import SessionDBError
+
+    try:
+        return get_settings().database_url()
+    except (SessionDBError, ValueError):
+        return None
 
 
 def _one_line(error: BaseException) -> str:

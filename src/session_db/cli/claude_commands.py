@@ -7,13 +7,14 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from session_db.cli.common import console, print_json, print_table, run
 
 if TYPE_CHECKING:
+    from session_db.claude.deliver import DeliveryReport
     from session_db.claude.spool import FileLock
 
 hook_app = typer.Typer(
@@ -117,47 +118,171 @@ def uninstall(
         print(f"no session-db hooks in {path}")
 
 
+RejectedOption = Annotated[
+    int,
+    typer.Option("--rejected", min=0, help="How many of the latest rejected events to show."),
+]
+
+
 @hook_app.command("status")
-def status(json: JsonOption = False) -> None:
-    """Show the spool: events waiting, rejected ones, failed appends, and the deliverer."""
+def status(
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The project whose .claude settings to look in (default: $CLAUDE_PROJECT_DIR "
+            "or the current folder).",
+            file_okay=False,
+        ),
+    ] = None,
+    rejected: RejectedOption = 5,
+    json: JsonOption = False,
+) -> None:
+    """Show where the hook is installed, the spool, lost and rejected events, the deliverer."""
     from session_db.claude import spool
-    from session_db.claude.deliver import spool_status
+    from session_db.claude.deliver import rejected_events, spool_status
 
     directory = spool.spool_dir()
-    info = spool_status(directory)
+    info: dict[str, Any] = spool_status(directory)
+    info["hook"] = _installations(project)
     failures = _append_failures(directory)
     info["append_failures"] = failures
+    try:
+        count, recent = rejected_events(directory, rejected)
+    except OSError as error:  # say so, but show the rest of the status
+        count, recent = 0, []
+        info["rejected_unreadable"] = f"{type(error).__name__}: {error}"
+    info["rejected"] = count
+    info["rejected_recent"] = [
+        {
+            "rejected_at": _iso(item.rejected_at),
+            "spool_id": item.spool_id,
+            "event": item.event,
+            "reason": item.reason,
+        }
+        for item in recent
+    ]
     if json:
         print_json(info)
         return
-    failed = f"{failures['count']}"
-    if failures["count"]:
-        failed += f" (last {failures['last_error']} at {failures['last_at']})"
-    elif failures.get("unreadable"):
-        failed = f"unknown ({failures['unreadable']})"
-    print_table(
-        f"Spool {directory}",
-        ["waiting events", "batch files", "rejected", "failed appends", "deliverer"],
-        [
-            (
-                info["waiting"],
-                info["batch_files"],
-                info["rejected"],
-                failed,
-                f"running (pid {info['deliverer_pid']})"
-                if info["deliverer_pid"]
-                else "not running",
-            )
-        ],
+    _print_status(info, directory)
+
+
+def _iso(seconds: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def _installations(project: Path | None) -> dict[str, object]:
+    """Where the hook is installed: each settings file Claude Code reads, and its events."""
+    from session_db.claude.settings_file import (
+        DEFAULT_EVENTS,
+        installed_events,
+        project_settings_path,
+        project_shared_settings_path,
+        user_settings_path,
     )
-    if failures["count"]:
-        print(f"last failed append: {failures['last_message']}")
+    from session_db.cli.common import plural
+
+    root = project or Path(os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd())
+    root = root.expanduser().resolve()
+    files = [
+        ("user", user_settings_path(os.environ)),
+        ("project", project_shared_settings_path(root)),
+        ("local", project_settings_path(root)),
+    ]
+    rows: list[dict[str, object]] = []
+    for scope, path in files:
+        row: dict[str, object] = {"scope": scope, "path": str(path), "events": [], "error": None}
+        try:
+            row["events"] = installed_events(path)
+        except (OSError, ValueError) as error:  # unreadable: say why, show the rest
+            row["error"] = str(error).splitlines()[0] if str(error) else type(error).__name__
+        events = row["events"]
+        assert isinstance(events, list)
+        row["installed"] = bool(events)
+        if not events:
+            row["summary"] = (
+                "not installed" if row["error"] is None else f"unreadable: {row['error']}"
+            )
+        elif set(DEFAULT_EVENTS) <= set(events):
+            extra = sorted(set(events) - set(DEFAULT_EVENTS))
+            row["summary"] = f"every event ({plural(len(events), 'event')})" + (
+                f", with {', '.join(extra)}" if extra else ""
+            )
+        else:
+            row["summary"] = f"{plural(len(events), 'event')}: {', '.join(events)}"
+        rows.append(row)
+    return {
+        "installed": any(row["installed"] for row in rows),
+        "project": str(root),
+        "settings": rows,
+    }
+
+
+def _print_status(info: dict[str, Any], directory: str) -> None:
+    from session_db.cli.common import number, plural
+
+    hook = info["hook"]
+    installed = "hook installed" if hook["installed"] else "hook not installed"
+    print(installed if hook["installed"] else f"{installed} (run `session-db hook install`)")
+    print_table(
+        None,
+        ["settings", "file", "hook"],
+        [(row["scope"], row["path"], row["summary"]) for row in hook["settings"]],
+    )
+    pid = info["deliverer_pid"]
+    print(f"spool {directory}")
+    print(
+        f"  waiting: {plural(info['waiting'], 'event')} "
+        f"({plural(info['batch_files'], 'batch file')}); "
+        f"deliverer {f'running (pid {pid})' if pid else 'not running'}"
+    )
+    failures = info["append_failures"]
+    if failures.get("unreadable"):
+        print(f"  could not be spooled: unknown ({failures['unreadable']})")
+    elif failures["count"]:
+        reasons = ", ".join(
+            f"{number(n)} {reason}{_strerror(reason)}"
+            for reason, n in failures["by_reason"].items()
+        )
+        print(f"  {plural(failures['count'], 'event')} could not be spooled: {reasons}")
+        print(
+            f"  last failure at {failures['last_at']} ({failures['last_error']}): "
+            f"{failures['last_message']}"
+        )
+    else:
+        print("  could not be spooled: none")
+    count, recent = info["rejected"], info["rejected_recent"]
+    if not count:
+        print("  rejected: none")
+    else:
+        print(
+            f"  rejected: {plural(count, 'event')} in {directory}/rejected.jsonl "
+            "(`session-db ingest --retry-rejected` re-queues them)"
+        )
+        print_table(
+            None,
+            ["rejected at", "event", "spool id", "reason"],
+            [(i["rejected_at"], i["event"], i["spool_id"], i["reason"]) for i in recent],
+        )
+        if count > len(recent):
+            print(f"  and {plural(count - len(recent), 'earlier rejected event')}")
     for line in info["recent_log"]:
         print(line)
 
 
+def _strerror(reason: str) -> str:
+    """`EACCES` → ` (Permission denied)`; nothing for a name that is not an errno."""
+    import errno as errnos
+
+    code = getattr(errnos, reason, None)
+    return f" ({os.strerror(code)})" if isinstance(code, int) else ""
+
+
 def _append_failures(directory: str) -> dict[str, object]:
-    """The spool's failed-append counter, as `hook status` shows it (never raising)."""
+    """The spool's count of events it could not keep, as `hook status` shows it (never raising)."""
     from datetime import UTC, datetime
 
     from session_db.claude import spool
@@ -167,6 +292,7 @@ def _append_failures(directory: str) -> dict[str, object]:
     except OSError as error:  # say so, but show the rest of the status
         return {
             "count": 0,
+            "by_reason": {},
             "last_error": None,
             "last_at": None,
             "last_message": None,
@@ -177,6 +303,7 @@ def _append_failures(directory: str) -> dict[str, object]:
         last_at = datetime.fromtimestamp(failures.last_at_ns / 1e9, UTC).isoformat()
     return {
         "count": failures.count,
+        "by_reason": failures.by_reason,
         "last_error": failures.last_error,
         "last_at": last_at,
         "last_message": failures.last_message,
@@ -200,6 +327,13 @@ def ingest(
             "--lock-fd", hidden=True, help="With --follow: the deliverer lock, held for us."
         ),
     ] = None,
+    retry_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--retry-rejected",
+            help="First put the rejected events back in the spool and deliver them again.",
+        ),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Deliver the hook events waiting in the spool to the database."""
@@ -208,6 +342,8 @@ def ingest(
     directory = spool.spool_dir()
     if lock_fd is not None and not follow:
         raise typer.BadParameter("--lock-fd goes with --follow")
+    if retry_rejected and (follow or background):
+        raise typer.BadParameter("--retry-rejected does not go with --follow")
     if background:
         _become_background_deliverer(directory)
         logger = logging.getLogger(__name__)
@@ -225,16 +361,25 @@ def ingest(
     if follow:
         asyncio.run(_follow(directory, linger, quiet=json, lock=_adopt_lock(directory, lock_fd)))
         return
-    report = run(_ingest_once(directory))
-    summary = {
+    requeued, retried, report = run(_ingest_once(directory, retry_rejected))
+    summary: dict[str, object] = {
         "delivered": report.delivered,
         "duplicates": report.duplicates,
         "rejected": report.rejected,
-        "transcripts_imported": sorted(report.transcripts),
+        "transcripts_imported": sorted(report.transcripts | retried.transcripts),
     }
+    if retry_rejected:
+        summary["retried"] = {
+            "requeued": requeued,
+            "delivered": retried.delivered,
+            "duplicates": retried.duplicates,
+            "rejected": retried.rejected,
+        }
     if json:
         print_json(summary)
         return
+    if retry_rejected:
+        _print_retried(requeued, retried, directory)
     print(
         f"delivered {report.delivered} events"
         + (f", {report.duplicates} already delivered" if report.duplicates else "")
@@ -246,12 +391,31 @@ def ingest(
     )
 
 
-async def _ingest_once(directory: str):  # type: ignore[no-untyped-def]
-    from session_db.claude.deliver import deliver_pending
+def _print_retried(requeued: int, retried: DeliveryReport, directory: str) -> None:
+    from session_db.cli.common import plural
+
+    if not requeued:
+        print("no rejected events to retry")
+        return
+    parts = [f"{retried.delivered} delivered"]
+    if retried.duplicates:
+        parts.append(f"{retried.duplicates} already delivered")
+    if retried.rejected:
+        parts.append(f"{retried.rejected} rejected again (see {directory}/rejected.jsonl)")
+    print(f"re-queued {plural(requeued, 'rejected event')}: {', '.join(parts)}")
+
+
+async def _ingest_once(
+    directory: str, retry_rejected: bool = False
+) -> tuple[int, DeliveryReport, DeliveryReport]:
+    from session_db.claude import deliver
     from session_db.database import get_engine, init_db
 
     await init_db()
-    return await deliver_pending(get_engine(), directory)
+    requeued, retried = 0, deliver.DeliveryReport()
+    if retry_rejected:
+        requeued, retried = await deliver.retry_rejected(get_engine(), directory)
+    return requeued, retried, await deliver.deliver_pending(get_engine(), directory)
 
 
 def _adopt_lock(directory: str, fd: int | None) -> FileLock | None:
@@ -290,7 +454,7 @@ async def _follow(
     quiet: bool,
     lock: FileLock | None = None,
 ) -> None:
-    from session_db.claude.deliver import DeliveryReport, follow
+    from session_db.claude.deliver import follow
     from session_db.database import dispose_engine, get_engine
 
     stop = asyncio.Event()

@@ -38,13 +38,23 @@ def upgrade(
     run(_migrate("upgrade", revision, backup))
 
 
-@app.command()
+# `-1` looks like an option to click; kept as an argument, `db downgrade -1` works as
+# written (so does `db downgrade -- -1`).
+@app.command(context_settings={"ignore_unknown_options": True})
 def downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
+    revision: Annotated[
+        str, typer.Argument(help="Target revision: an id, -1 (one step back), or base.")
+    ],
     sql: SqlOption = False,
     backup: BackupOption = False,
 ) -> None:
     """Downgrade the database to a revision (`base` removes every table)."""
+    if revision.startswith("-") and not revision[1:].isdigit():
+        # An unknown option, let through by ignore_unknown_options.
+        raise typer.BadParameter(
+            f"no such option {revision} (a revision is an id, -N or base)",
+            param_hint="REVISION",
+        )
     if sql:
         if ":" not in revision:
             start = run(_current()) or "base"
@@ -60,13 +70,13 @@ def current(
 ) -> None:
     """Show the revision the database is at."""
     from session_db import migrate
-    from session_db.database import describe_url
 
     revision, head = run(_current()), migrate.head_revision()
+    database = _configured_database()
     if json:
         print_json(
             {
-                "database": describe_url(),
+                "database": database,
                 "revision": revision,
                 "head": head,
                 "up_to_date": revision == head,
@@ -75,7 +85,7 @@ def current(
         return
     where = "not migrated" if revision is None else f"at revision {revision}"
     behind = "" if revision == head else f"; the newest is {head}"
-    print(f"{describe_url()} is {where}{' (head)' if revision == head else behind}")
+    print(f"{database} is {where}{' (head)' if revision == head else behind}")
 
 
 @app.command()
@@ -102,18 +112,36 @@ async def _current() -> str | None:
     return await migrate.current_revision(get_engine())
 
 
+def _configured_database() -> str:
+    """The configured database's URL, password hidden, without opening an engine on it."""
+    from session_db.config import get_settings
+
+    return get_settings().database_url().render_as_string(hide_password=True)
+
+
+def _migration_error(error: Exception, database: str) -> Exception:
+    """Alembic's refusal, naming the database and where the revisions are listed."""
+    from session_db.errors import MigrationError
+
+    return MigrationError(f"{error} ({database}): `session-db db history` lists the revisions")
+
+
 async def _migrate(direction: str, revision: str, backup: bool) -> None:
     from session_db import migrate
     from session_db.backup import backup_database
     from session_db.database import describe_url, get_engine
+    from session_db.errors import MigrationError
 
     engine = get_engine()
     if backup:
         print(f"backup written to {await backup_database(engine)}")
-    if direction == "upgrade":
-        await migrate.upgrade(engine, revision)
-    else:
-        await migrate.downgrade(engine, revision)
+    try:
+        if direction == "upgrade":
+            await migrate.upgrade(engine, revision)
+        else:
+            await migrate.downgrade(engine, revision)
+    except MigrationError as error:
+        raise _migration_error(error, describe_url()) from error
     now = await migrate.current_revision(engine)
     head = " (head)" if now == migrate.head_revision() else ""
     print(f"session_db: {describe_url()} is at revision {now or 'base'}{head}")
@@ -138,5 +166,6 @@ def _print_sql(direction: str, revision: str) -> None:
         with redirect_stdout(buffer):
             getattr(command, direction)(alembic_config(), revision, sql=True)
     except CommandError as error:
-        raise MigrationError(str(error).strip().splitlines()[0]) from error
+        first = MigrationError(str(error).strip().splitlines()[0])
+        raise _migration_error(first, _configured_database()) from error
     print(buffer.getvalue(), end="")
