@@ -93,10 +93,16 @@ async def get_project_by_path(db: AsyncSession, root_path: str) -> Project:
 
 @translating_errors(ENTITY)
 async def list_projects(
-    db: AsyncSession, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+    db: AsyncSession,
+    *,
+    ids: Iterable[uuid.UUID] | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
 ) -> list[Project]:
-    """Return projects by name."""
+    """Return projects by name, only those with these `ids` if given."""
     statement = select(Project).order_by(Project.name, Project.id)
+    if ids is not None:
+        statement = statement.where(Project.id.in_(set(ids)))  # type: ignore[attr-defined]
     return list((await db.exec(paginate(statement, limit, offset))).all())
 
 
