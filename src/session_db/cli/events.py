@@ -155,7 +155,9 @@ def events(
         ),
     ] = None,
     tool: Annotated[str | None, typer.Option(help="Only events of this tool (Bash, ...).")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, the latest.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="At most this many, the latest.")
+    ] = 100,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
     ] = False,
@@ -303,7 +305,9 @@ def tools(
     session: SessionArgument,
     status: Annotated[ToolStatus | None, typer.Option(help="Only calls with this outcome.")] = None,
     tool: Annotated[str | None, typer.Option(help="Only calls of this tool (Bash, ...).")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, the latest.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="At most this many, the latest.")
+    ] = 100,
     json: JsonOption = False,
 ) -> None:
     """List a session's tool calls: when, how long, how each ended, and its error."""

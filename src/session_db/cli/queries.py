@@ -71,7 +71,7 @@ UntilOption = Annotated[
     datetime | None,
     typer.Option(parser=parse_when, metavar="WHEN", help="Started before: a date or 7d, 12h."),
 ]
-LimitOption = Annotated[int, typer.Option(min=1, help="At most this many.")]
+LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")]
 
 
 async def find_session(db: Any, slug_or_id: str) -> Any:
@@ -451,7 +451,7 @@ def list_tasks(session: SessionArgument, json: JsonOption = False) -> None:
             Col("Title", no_wrap=True, min_width=12),
             Col("Status", no_wrap=True, shrink=False),
             Col("Ready", no_wrap=True, shrink=False),
-            Col("Waits for", no_wrap=True, min_width=9),
+            Col("Waits for", no_wrap=True, min_width=16),
             Col("Group", no_wrap=True, min_width=5),
         ],
         [

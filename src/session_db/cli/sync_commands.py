@@ -274,9 +274,12 @@ def _synced_line(result: "SyncResult", before: Snapshot | None, now: Snapshot) -
     if (before is not None and before.status != now.status) or now.status != "active":
         parts.append(change("status", before and before.status, now.status))
     tasks = f"{now.completed_tasks} of {plural(now.total_tasks, 'task')} done"
-    if before is not None and before.completed_tasks != now.completed_tasks:
-        tasks += f" (was {before.completed_tasks})"
-    if now.total_tasks:
+    if before is not None and (before.completed_tasks, before.total_tasks) != (
+        now.completed_tasks,
+        now.total_tasks,
+    ):
+        tasks += f" (was {before.completed_tasks} of {before.total_tasks})"
+    if now.total_tasks or (before is not None and before.total_tasks):
         parts.append(tasks)
     name = result.session_dir.name
     label = name if name == now.slug else f"{name} ({now.slug})"
