@@ -278,7 +278,7 @@ def test_demo_builds_a_project_to_explore_and_can_run_again(
 ) -> None:
     code, out, err = cli(capsys, "demo", "--path", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "created an example project" in out and "{'synchronized': 6}" in out
+    assert "created an example project" in out and "6 folders synchronized" in out
     sessions = cli_json(capsys, "sessions", "list")
     assert len(sessions) == 6  # type: ignore[arg-type]
     phases = {s["phase"] for s in sessions}  # type: ignore[union-attr,index]

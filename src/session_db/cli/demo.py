@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from session_db.cli.common import run
+from session_db.cli.common import plural, run
 
 MARKER = ".session-db-demo"
 PARENT = "2026-02-14_search-feature_k2m9qx"
@@ -127,18 +127,17 @@ def demo(
     ),
 ) -> None:
     """Create an example project, sync it into the database, and say what to look at."""
-    from session_db.database import describe_url
-
     root = path.absolute()
     created = write_project(root)
-    counts = run(_load(root))
-    where = describe_url()
+    counts, where = run(_load(root))
     print(f"{'created' if created else 'refreshed'} an example project in {root}")
-    print(f"synced into {where}: {counts}")
+    synced = ", ".join(f"{plural(n, 'folder')} {outcome}" for outcome, n in counts.items())
+    print(f"synced into {where}: {synced or 'nothing'}")
     print("\nLook around:")
     for command in (
         "session-db sessions list",
         f"session-db sessions tree {PARENT}",
+        f"session-db sessions show {PARENT}",
         f"session-db tasks list {PARENT}",
         f"session-db threads show {PARENT}",
         "session-db cost --by model",
@@ -280,9 +279,9 @@ def backdate(state_file: Path, start: datetime) -> None:
     state_file.write_text(json.dumps(rewrite(document), indent=2, ensure_ascii=False) + "\n")
 
 
-async def _load(root: Path) -> dict[str, int]:
+async def _load(root: Path) -> tuple[dict[str, int], str]:
     from session_db import crud
-    from session_db.database import get_async_session, get_engine, init_db
+    from session_db.database import describe_url, get_async_session, get_engine, init_db
     from session_db.sync import sync_project
 
     await init_db()
@@ -331,4 +330,6 @@ async def _load(root: Path) -> dict[str, int]:
                 for n, (role, text) in enumerate(said)
             ],
         )
-    return {name: n for name, n in report.counts.items() if n}
+    # Named here, inside `run`: afterwards the default engine is disposed, and asking for
+    # it again would leave a new one open (pointing at this database) behind.
+    return {name: n for name, n in report.counts.items() if n}, describe_url()

@@ -313,12 +313,12 @@ def show_session(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
     print_table(
         plural(len(agents), "agent"),
         [
-            "type",
-            "status",
-            "model",
-            "sdk session",
-            Col("tokens", justify="right"),
-            Col("cost", justify="right"),
+            Col("Type", no_wrap=True, shrink=False),
+            Col("Status", no_wrap=True, shrink=False),
+            Col("Model", no_wrap=True, min_width=10),
+            Col("SDK session", no_wrap=True, min_width=8),
+            Col("Tokens", justify="right", no_wrap=True, shrink=False),
+            Col("Cost", justify="right", no_wrap=True, shrink=False),
         ],
         [
             (
@@ -332,6 +332,7 @@ def show_session(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
             for a in data["agents"]
         ],
         empty="No agents recorded.",
+        compact=True,
     )
 
 
@@ -531,7 +532,10 @@ def show_threads(
             f"thread {thread['name']} ({thread['id']})",
             ["#", "role", "content"],
             [(m["idx"], m["role"], m["content"]) for m in thread["messages"]],
+            empty=f"thread {thread['name']} ({thread['id']}): no messages",
         )
+    if not data:
+        print("This session has no threads.")
 
 
 async def _threads(key: str):  # type: ignore[no-untyped-def]
