@@ -229,20 +229,9 @@ def _absolute(path: str) -> str:
 
 
 async def _find_project(db: Any, name_or_path: str) -> Any:
-    from sqlmodel import or_, select
+    from session_db import crud
 
-    from session_db.errors import NotFoundError
-    from session_db.models import Project
-
-    path = _absolute(name_or_path)
-    found = (
-        await db.exec(
-            select(Project).where(or_(Project.root_path == path, Project.name == name_or_path))
-        )
-    ).first()
-    if found is None:
-        raise NotFoundError("project", name_or_path, field="name or root_path")
-    return found
+    return await crud.get_project_by_path_or_name(db, _absolute(name_or_path), name_or_path)
 
 
 @sessions_app.command("show")
