@@ -123,3 +123,22 @@ async def test_a_thousand_calls_are_saved_in_one_batch(engine: AsyncEngine) -> N
         listed = await crud.list_tool_calls(db, session_id=session_id, limit=1000)
     assert len(found) == 1000 and found[(session_id, "toolu_999")].tool_input == {"n": 999}
     assert [call.tool_use_id for call in listed[:3]] == ["toolu_0", "toolu_1", "toolu_2"]
+
+
+async def test_calls_are_listed_latest_first_when_asked(db: AsyncSession) -> None:
+    session_id = await a_session(db)
+    await crud.save_tool_calls(
+        db,
+        [
+            {"id": uuid.uuid4(), "session_id": session_id, "tool_use_id": f"t{i}"}
+            | {"tool_name": name, "started_at": T0 + timedelta(seconds=i)}
+            for i, name in enumerate(("Read", "Bash", "Edit"))
+        ],
+    )
+    listed = await crud.list_tool_calls(db, session_id=session_id, descending=True, limit=2)
+    assert [call.tool_name for call in listed] == ["Edit", "Bash"]
+    assert [c.tool_name for c in await crud.list_tool_calls(db, session_id=session_id)] == [
+        "Read",
+        "Bash",
+        "Edit",
+    ]

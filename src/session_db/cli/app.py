@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex, gemini)
-from session_db.cli import claude_commands, demo, queries, sync_commands
+from session_db.cli import claude_commands, demo, events, queries, sync_commands
 from session_db.cli import db as db_commands
 from session_db.cli.common import state
 
@@ -34,6 +34,8 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(queries.sessions_app, name="sessions")
 app.add_typer(queries.tasks_app, name="tasks")
 app.add_typer(queries.threads_app, name="threads")
+app.command("events")(events.events)
+app.command("tools")(events.tools)
 app.command("cost")(queries.cost)
 app.command("sync")(sync_commands.sync)
 app.command("watch")(sync_commands.watch)

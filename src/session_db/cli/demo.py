@@ -6,13 +6,15 @@ conversation thread are recorded through the CRUD layer, as an agent runtime wou
 """
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from session_db.cli.common import run
+from session_db.cli.common import plural, run
 
 MARKER = ".session-db-demo"
 PARENT = "2026-02-14_search-feature_k2m9qx"
@@ -20,6 +22,18 @@ SUBAGENTS = ("2026-02-14_search-ranking-research_p4t7wz", "2026-02-14_search-ind
 EARLIER = "2026-02-10_auth-hardening_a1b2c3"
 LEGACY = "2026-01-20_login-flow_h5j6k7"
 DRAFT = "2026-02-16_billing-export_m3n4p5"
+
+# When each session started: on its slug's date, so what the database records agrees
+# with the names (the legacy state file carries its own times, on its date too).
+STARTS = {
+    EARLIER: datetime(2026, 2, 10, 14, 5, tzinfo=UTC),
+    PARENT: datetime(2026, 2, 14, 9, 30, tzinfo=UTC),
+    SUBAGENTS[0]: datetime(2026, 2, 14, 10, 40, tzinfo=UTC),
+    SUBAGENTS[1]: datetime(2026, 2, 14, 10, 55, tzinfo=UTC),
+    DRAFT: datetime(2026, 2, 16, 16, 20, tzinfo=UTC),
+}
+STEP = timedelta(minutes=12)  # between two recorded moments of a session
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 PLAN = {
     "session_id": PARENT,
@@ -113,18 +127,17 @@ def demo(
     ),
 ) -> None:
     """Create an example project, sync it into the database, and say what to look at."""
-    from session_db.database import describe_url
-
     root = path.absolute()
     created = write_project(root)
-    counts = run(_load(root))
-    where = describe_url()
+    counts, where = run(_load(root))
     print(f"{'created' if created else 'refreshed'} an example project in {root}")
-    print(f"synced into {where}: {counts}")
+    synced = ", ".join(f"{plural(n, 'folder')} {outcome}" for outcome, n in counts.items())
+    print(f"synced into {where}: {synced or 'nothing'}")
     print("\nLook around:")
     for command in (
         "session-db sessions list",
         f"session-db sessions tree {PARENT}",
+        f"session-db sessions show {PARENT}",
         f"session-db tasks list {PARENT}",
         f"session-db threads show {PARENT}",
         "session-db cost --by model",
@@ -151,6 +164,8 @@ def write_project(root: Path) -> bool:
         shutil.rmtree(sessions)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("made by `session-db demo`; safe to delete\n")
+    # Like a virtualenv's: git ignores the whole example inside a repository.
+    (root / ".gitignore").write_text("# made by `session-db demo`\n*\n")
 
     earlier = StateManager.create(
         sessions / EARLIER,
@@ -199,6 +214,8 @@ def write_project(root: Path) -> bool:
         sub.transition_to("complete")
 
     StateManager.create(sessions / DRAFT, topic="Export invoices as CSV", session_type="quick")
+    for slug, start in STARTS.items():
+        backdate(sessions / slug / "state.json", start)
 
     legacy = sessions / LEGACY
     legacy.mkdir(parents=True)
@@ -228,9 +245,43 @@ def write_project(root: Path) -> bool:
     return created
 
 
-async def _load(root: Path) -> dict[str, int]:
+def backdate(state_file: Path, start: datetime) -> None:
+    """Move the times a state file records (written just now) to `start`, `STEP` apart.
+
+    The order of the times is kept: the n-th distinct one becomes `start + n * STEP`.
+    """
+    document = json.loads(state_file.read_text())
+    found: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+            found.add(value)
+
+    collect(document)
+    moved = {
+        old: (start + n * STEP).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for n, old in enumerate(sorted(found))
+    }
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: rewrite(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [rewrite(item) for item in value]
+        return moved.get(value, value) if isinstance(value, str) else value
+
+    state_file.write_text(json.dumps(rewrite(document), indent=2, ensure_ascii=False) + "\n")
+
+
+async def _load(root: Path) -> tuple[dict[str, int], str]:
     from session_db import crud
-    from session_db.database import get_async_session, get_engine, init_db
+    from session_db.database import describe_url, get_async_session, get_engine, init_db
     from session_db.sync import sync_project
 
     await init_db()
@@ -240,6 +291,8 @@ async def _load(root: Path) -> dict[str, int]:
         for slug, agent_type, model, tokens_in, tokens_out, cached, cost in USAGE:
             session = await crud.get_session_by_slug(db, slug)
             agents = {a.agent_type: a for a in await crud.list_agents(db, session_id=session.id)}
+            # The agents the state files do not name ran in the session's first minutes.
+            began = STARTS[slug] + STEP / 2
             usage: dict[str, Any] = {
                 "model": model,
                 "input_tokens": tokens_in,
@@ -251,8 +304,9 @@ async def _load(root: Path) -> dict[str, int]:
             if agent_type in agents:
                 await crud.update_agent(db, agents[agent_type].id, usage)
             else:
+                timed = {"started_at": began, "completed_at": began + STEP, **usage}
                 await crud.create_agent(
-                    db, {"session_id": session.id, "agent_type": agent_type, **usage}
+                    db, {"session_id": session.id, "agent_type": agent_type, **timed}
                 )
             tokens, spent = totals.get(slug, (0, Decimal(0)))
             totals[slug] = (tokens + tokens_in + tokens_out + cached, spent + Decimal(cost))
@@ -263,10 +317,19 @@ async def _load(root: Path) -> dict[str, int]:
         for thread in await crud.list_session_threads(db, parent.id):
             await crud.delete_thread(db, thread.id)
         thread = await crud.create_thread(db, {"session_id": parent.id, "name": "planning"})
-        for role, text in (
+        said = [
             ("user", "Add keyword search over documents, ranked by relevance."),
             ("assistant", "Plan: index on save, rank with BM25, expose GET /search."),
             ("user", "Ship the index first; ranking can follow."),
-        ):
-            await crud.add_thread_message(db, thread.id, role, text)
-    return {name: n for name, n in report.counts.items() if n}
+        ]
+        await crud.add_thread_messages(
+            db,
+            thread.id,
+            [
+                {"role": role, "content": text, "created_at": STARTS[PARENT] + n * STEP / 4}
+                for n, (role, text) in enumerate(said)
+            ],
+        )
+    # Named here, inside `run`: afterwards the default engine is disposed, and asking for
+    # it again would leave a new one open (pointing at this database) behind.
+    return {name: n for name, n in report.counts.items() if n}, describe_url()

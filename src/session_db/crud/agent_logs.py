@@ -226,15 +226,29 @@ async def list_agent_logs(
     agent_id: uuid.UUID | None = None,
     event_category: EventCategory | str | None = None,
     event_type: str | None = None,
+    event_types: Sequence[str] | None = None,
     tool_name: str | None = None,
     wave_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    by_arrival: bool = False,
     descending: bool = False,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
 ) -> list[AgentLog]:
-    """Return events matching every filter given, in time order (`since` ≤ t < `until`)."""
+    """Return events matching every filter given, in time order (`since` ≤ t < `until`).
+
+    Args:
+        event_types: Only events of one of these types (with `event_type`: of both).
+        after: Only events stored after this (created_at, id) of an event seen before,
+            in the order they were stored: what `session-db events --follow` polls for.
+            An event delivered late (from the spool) is stored, and so found, after
+            events that happened later.
+        by_arrival: Order by when events were stored (created_at, id), not when they
+            happened; implied by `after`.
+        descending: Latest first.
+    """
     statement = _filtered(
         select(AgentLog),
         session_id=session_id,
@@ -246,8 +260,21 @@ async def list_agent_logs(
         since=since,
         until=until,
     )
-    order = AgentLog.occurred_at.desc() if descending else AgentLog.occurred_at.asc()
-    statement = statement.order_by(order, AgentLog.id)
+    if event_types is not None:
+        statement = statement.where(AgentLog.event_type.in_(list(event_types)))  # type: ignore[attr-defined]
+    if after is not None:
+        stored_at, last_id = after
+        statement = statement.where(
+            sa.or_(
+                AgentLog.created_at > stored_at,
+                sa.and_(AgentLog.created_at == stored_at, AgentLog.id > last_id),  # type: ignore[arg-type]
+            )
+        )
+    first = AgentLog.created_at if by_arrival or after is not None else AgentLog.occurred_at
+    if descending:
+        statement = statement.order_by(first.desc(), AgentLog.id.desc())  # type: ignore[attr-defined]
+    else:
+        statement = statement.order_by(first.asc(), AgentLog.id)  # type: ignore[attr-defined]
     return list((await db.exec(paginate(statement, limit, offset))).all())
 
 

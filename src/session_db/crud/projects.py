@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -92,11 +92,33 @@ async def get_project_by_path(db: AsyncSession, root_path: str) -> Project:
 
 
 @translating_errors(ENTITY)
+async def get_project_by_path_or_name(db: AsyncSession, root_path: str, name: str) -> Project:
+    """Return the project rooted at `root_path`, else one named `name`, or NotFoundError."""
+    statement = (
+        select(Project)
+        .where(or_(Project.root_path == root_path, Project.name == name))
+        # The path is unique, a name need not be: the path wins, then the oldest name.
+        .order_by((Project.root_path != root_path), Project.id)  # type: ignore[arg-type]
+        .limit(1)
+    )
+    project = (await db.exec(statement)).first()
+    if project is None:
+        raise NotFoundError(ENTITY, name, field="name or root_path")
+    return project
+
+
+@translating_errors(ENTITY)
 async def list_projects(
-    db: AsyncSession, *, limit: int = DEFAULT_LIMIT, offset: int = 0
+    db: AsyncSession,
+    *,
+    ids: Iterable[uuid.UUID] | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
 ) -> list[Project]:
-    """Return projects by name."""
+    """Return projects by name, only those with these `ids` if given."""
     statement = select(Project).order_by(Project.name, Project.id)
+    if ids is not None:
+        statement = statement.where(Project.id.in_(set(ids)))  # type: ignore[attr-defined]
     return list((await db.exec(paginate(statement, limit, offset))).all())
 
 
@@ -126,6 +148,7 @@ __all__ = [
     "delete_project",
     "get_project",
     "get_project_by_path",
+    "get_project_by_path_or_name",
     "list_projects",
     "update_project",
     "upsert_project",

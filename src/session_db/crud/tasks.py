@@ -368,6 +368,20 @@ async def list_ready_tasks(db: AsyncSession, session_id: uuid.UUID) -> list[Task
     return list((await db.exec(statement)).all())
 
 
+@translating_errors(TASK)
+async def list_session_task_dependencies(
+    db: AsyncSession, session_id: uuid.UUID
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Return every (task_id, depends_on_task_id) edge among a session's tasks, in one read."""
+    statement = (
+        select(TaskDependency.task_id, TaskDependency.depends_on_task_id)
+        .join(Task, Task.id == TaskDependency.task_id)
+        .where(Task.session_id == session_id)
+        .order_by(TaskDependency.task_id, TaskDependency.depends_on_task_id)
+    )
+    return [(row[0], row[1]) for row in (await db.exec(statement)).all()]
+
+
 # The plan mirror ------------------------------------------------------------------------
 # The filesystem sync keeps a session's plan rows (those with a `plan_ref`, the plan
 # file's id) equal to its plan.json with these set-based writes. Rows created without a
@@ -546,6 +560,7 @@ __all__ = [
     "get_task_group",
     "list_blocked_tasks",
     "list_ready_tasks",
+    "list_session_task_dependencies",
     "list_task_dependencies",
     "list_task_groups",
     "list_tasks",

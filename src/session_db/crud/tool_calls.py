@@ -183,10 +183,11 @@ async def list_tool_calls(
     session_id: uuid.UUID | None = None,
     tool_name: str | None = None,
     status: ToolCallStatus | str | None = None,
+    descending: bool = False,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
 ) -> list[ToolCallRead]:
-    """Return tool calls matching every filter given, in start order."""
+    """Return tool calls matching every filter, in start order (`descending`: latest first)."""
     statement = select(*(_TABLE.c[name] for name in COLUMNS))
     if session_id is not None:
         statement = statement.where(_TABLE.c.session_id == session_id)
@@ -194,7 +195,10 @@ async def list_tool_calls(
         statement = statement.where(_TABLE.c.tool_name == tool_name)
     if (value := enum_filter(ToolCallStatus, status, ENTITY, "status")) is not None:
         statement = statement.where(_TABLE.c.status == value.value)
-    statement = statement.order_by(_TABLE.c.started_at, _TABLE.c.id)
+    if descending:
+        statement = statement.order_by(_TABLE.c.started_at.desc(), _TABLE.c.id.desc())
+    else:
+        statement = statement.order_by(_TABLE.c.started_at, _TABLE.c.id)
     rows = (await db.exec(paginate(statement, limit, offset))).all()
     return [_read(row) for row in rows]
 
