@@ -11,7 +11,7 @@ from support import sent_statements
 
 from session_db import crud
 from session_db.errors import InvalidInputError, NotFoundError
-from session_db.models import RelatedSessionRow, Session
+from session_db.models import RelatedSessionRow, Session, SessionRelationship
 
 T0 = datetime(2026, 2, 12, 16, 0, tzinfo=UTC)
 
@@ -134,3 +134,12 @@ async def test_tree_queries_take_one_statement_found_or_not(  # type: ignore[no-
     with sent_statements(engine) as sent, pytest.raises(NotFoundError):
         await query(db, uuid.uuid4())
     assert len(sent) == 1, sent
+
+
+async def test_the_walks_see_what_the_transaction_has_not_flushed_yet(db: AsyncSession) -> None:
+    s = await _tree(db)
+    late = await crud.create_session(db, {"session_slug": "late", "total_tokens": 7})
+    db.add(SessionRelationship(parent_session_id=s["b"].id, child_session_id=late.id))
+    assert [r.session_slug for r in await crud.list_descendants(db, s["b"].id)] == ["late"]
+    tree = await crud.get_session_tree(db, s["b"].id)
+    assert (tree.rollup_sessions, tree.rollup_tokens) == (2, 3007)

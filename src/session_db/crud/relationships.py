@@ -133,9 +133,9 @@ async def _walk_rows(
         .outerjoin(edge, edge.id == cte.c.edge_id)
         .order_by(cte.c.depth, edge.created_at, Session.id)
     )
-    # Plain rows through the connection: no ORM identity map or model validation per row,
-    # which was most of the time of a large subtree.
-    rows = (await (await db.connection()).execute(statement)).all()
+    # Plain column rows: no ORM entities or model validation per row, which were most of
+    # the time of a large subtree.
+    rows = (await db.exec(statement)).all()
     if not rows:
         raise NotFoundError("session", start)
     seen: set[uuid.UUID] = set()
