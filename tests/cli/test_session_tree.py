@@ -64,10 +64,9 @@ def test_tree_shows_each_nodes_rolled_up_figures_with_separators(
     code, out, err = cli(capsys, "sessions", "tree", "root")
     assert code == 0, err
     lines = out.splitlines()
-    assert "$1,236.5000 · 1,236,587 tokens · 5 sessions" in lines[0]
-    assert "root-agent-0 active/" not in out  # phase first, then status
-    assert "$1.0000 · 1,010 tokens · 2 sessions  (parent/child)" in lines[1]
-    assert "root-agent-0-sub created/active  $0.0000 · 10 tokens  (parent/child)" in lines[2]
+    assert lines[0] == "root  $1,236.5000 · 1,236,587 tokens · 5 sessions  created/active"
+    assert lines[1].endswith("root-agent-0  $1.0000 · 1,010 tokens · 2 sessions  created/active")
+    assert lines[2].endswith("root-agent-0-sub  $0.0000 · 10 tokens  created/active")
     code, out, err = cli(capsys, "sessions", "tree", "root", "--json")
     assert code == 0, err
     tree = json.loads(out)

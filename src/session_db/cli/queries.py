@@ -239,16 +239,15 @@ def session_tree(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
         return
 
     def label(node: Any) -> Text:
-        # One line a node: a label too wide for the terminal ends in an ellipsis, so a
-        # number is never wrapped apart or cut without showing it.
+        # One line a node, the figures before the phase: a label too wide for the terminal
+        # ends in an ellipsis, so a number is never wrapped apart or cut without showing it.
         figures = f"{money(node.rollup_cost)} · {plural(node.rollup_tokens, 'token')}"
         if node.rollup_sessions > 1:
             figures += f" · {plural(node.rollup_sessions, 'session')}"
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(node.session_slug, style="bold")
-        text.append(f" {node.phase}/{node.status}  {figures}")
-        if node.relationship_type:
-            text.append(f"  ({node.relationship_type})", style="dim")
+        text.append(f"  {figures}  ")
+        text.append(f"{node.phase}/{node.status}", style="dim")
         return text
 
     def grow(branch: Tree, node: Any) -> None:
