@@ -205,7 +205,15 @@ class SessionTreeNode:
 
 
 class SessionRollup(BaseModel):
-    """Tokens and cost of a session and all its descendants together."""
+    """Tokens and cost of a session and all its descendants together.
+
+    What `get_session_rollup` returns.
+
+    Attributes:
+        session_id: The session asked about.
+        session_count: It and every parent/child session below it, each counted once.
+        total_tokens, total_cost: Their `total_tokens` and `total_cost` summed.
+    """
 
     session_id: uuid.UUID
     session_count: int
