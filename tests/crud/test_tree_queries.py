@@ -143,3 +143,33 @@ async def test_the_walks_see_what_the_transaction_has_not_flushed_yet(db: AsyncS
     assert [r.session_slug for r in await crud.list_descendants(db, s["b"].id)] == ["late"]
     tree = await crud.get_session_tree(db, s["b"].id)
     assert (tree.rollup_sessions, tree.rollup_tokens) == (2, 3007)
+
+
+async def _fan(db: AsyncSession, slug: str, children: int) -> Session:
+    root = await crud.create_session(db, {"session_slug": slug})
+    ids = await crud.ensure_sessions(
+        db, [{"session_slug": f"{slug}-{n}", "session_metadata": {}} for n in range(children)]
+    )
+    await crud.link_new_children(
+        db, [{"parent_session_id": root.id, "child_session_id": i} for i, _ in ids.values()]
+    )
+    return root
+
+
+async def test_linking_a_subtree_reads_the_same_whatever_its_size(
+    db: AsyncSession, engine: AsyncEngine
+) -> None:
+    reads = []
+    for slug, children in (("small", 2), ("large", 40)):
+        subtree = await _fan(db, slug, children)
+        top = await crud.create_session(db, {"session_slug": f"{slug}-top"})
+        with sent_statements(engine) as sent:
+            await crud.link_sessions(
+                db, {"parent_session_id": top.id, "child_session_id": subtree.id}
+            )
+        reads.append([s for s, _ in sent if s.lstrip().upper().startswith(("SELECT", "WITH"))])
+        below = await crud.list_descendants(db, top.id)
+        assert {r.session_path for r in below if r.depth == 2} == {
+            f"{slug}-top.{slug}.{slug}-{n}" for n in range(children)
+        }
+    assert len(reads[0]) == len(reads[1]), reads[1]

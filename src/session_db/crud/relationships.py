@@ -44,6 +44,8 @@ ENTITY = "session_relationship"
 # Recursion stops here even if rows written behind the CRUD layer's back form a cycle.
 MAX_DEPTH = 64
 _PARENT_CHILD = RelationshipType.PARENT_CHILD
+# Ids bound in one IN list: well under asyncpg's 32,767 parameters and SQLite's limit.
+_ID_BATCH = 5000
 
 
 # The columns of a lean row (RelatedSessionRow, SessionTreeNode), in their field order.
@@ -250,8 +252,16 @@ async def _refresh_paths(
     start_depth = above.depth_level if above else 0
     start_path = (above.session_path if above else None) or root.session_slug
     paths = {root_id: (start_depth, start_path)}
-    for related in await _reachable(db, root_id, relationship_type, down=True, max_depth=MAX_DEPTH):
-        edge = await get_or_raise(db, SessionRelationship, related.relationship_id, ENTITY)
+    below = await _reachable(db, root_id, relationship_type, down=True, max_depth=MAX_DEPTH)
+    # The subtree's edges in a few reads, not one lookup each.
+    ids = [related.relationship_id for related in below]
+    edges: dict[uuid.UUID, SessionRelationship] = {}
+    for start in range(0, len(ids), _ID_BATCH):
+        batch = ids[start : start + _ID_BATCH]
+        found = await db.exec(select(SessionRelationship).where(SessionRelationship.id.in_(batch)))  # type: ignore[attr-defined]
+        edges.update((edge.id, edge) for edge in found.all())
+    for related in below:
+        edge = edges[related.relationship_id]
         depth, path = paths[edge.parent_session_id]
         paths[edge.child_session_id] = (depth + 1, f"{path}.{related.session_slug}")
         edge.depth_level, edge.session_path = paths[edge.child_session_id]
