@@ -4,12 +4,13 @@ Edges of one `relationship_type` form a forest: linking refuses self-links and c
 and `depth_level` / `session_path` are kept right for the whole subtree below a link.
 """
 
+import functools
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, cast, func, literal, null
+from sqlalchemy import Integer, Uuid, bindparam, cast, func, literal, null
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -65,13 +66,12 @@ _SESSION_COLUMNS = (
 )
 
 
-def _walk(
-    start: uuid.UUID, relationship_type: RelationshipType | None, *, down: bool, max_depth: int
-) -> Any:
-    """A recursive CTE of (edge_id, session_id, depth) reachable from `start`.
+def _walk(down: bool, typed: bool) -> Any:
+    """A recursive CTE of (edge_id, session_id, depth) reachable from `:start`.
 
-    Its first row is `start` itself at depth 0 with no edge, present only if the session
+    Its first row is `:start` itself at depth 0 with no edge, present only if the session
     exists: so one statement both walks and tells an unknown session apart from a leaf.
+    It goes at most `:max_depth` steps, along edges of type `:kind` when `typed`.
     """
     edge = SessionRelationship
     near, far = (
@@ -83,16 +83,61 @@ def _walk(
         cast(null(), Uuid()).label("edge_id"),
         Session.id.label("session_id"),
         literal(0).label("depth"),
-    ).where(Session.id == start)
+    ).where(Session.id == bindparam("start"))
     cte = base.cte("reachable", recursive=True)
     step = (
         select(edge.id, far, cte.c.depth + 1)
         .join(cte, near == cte.c.session_id)
-        .where(cte.c.depth < max_depth)
+        .where(cte.c.depth < bindparam("max_depth", type_=Integer()))
     )
-    if relationship_type is not None:
-        step = step.where(edge.relationship_type == relationship_type)
+    if typed:
+        step = step.where(edge.relationship_type == bindparam("kind"))
     return cte.union_all(step)
+
+
+def _walk_params(
+    start: uuid.UUID, relationship_type: RelationshipType | None, max_depth: int
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"start": start, "max_depth": max_depth}
+    if relationship_type is not None:
+        params["kind"] = relationship_type.value
+    return params
+
+
+@functools.cache
+def _walk_statement(down: bool, typed: bool) -> Any:
+    """The walk's rows, in RelatedSessionRow's column order; built once, on first use.
+
+    Built once because building and keying a statement this size costs about as much as
+    reading a few hundred rows.
+    """
+    cte = _walk(down, typed)
+    edge = SessionRelationship
+    return (
+        select(
+            *_SESSION_COLUMNS,
+            edge.id,
+            edge.relationship_type,
+            edge.parent_session_id,
+            edge.child_session_id,
+            edge.session_path,
+            cte.c.depth,
+        )
+        .select_from(cte)
+        .join(Session, Session.id == cte.c.session_id)
+        .outerjoin(edge, edge.id == cte.c.edge_id)
+        .order_by(cte.c.depth, edge.created_at, Session.id)
+    )
+
+
+@functools.cache
+def _rollup_statement() -> Any:
+    below = _walk(down=True, typed=True)
+    return select(
+        func.count(Session.id),
+        func.coalesce(func.sum(Session.total_tokens), 0),
+        func.coalesce(func.sum(Session.total_cost), 0),
+    ).where(Session.id.in_(select(below.c.session_id)))  # type: ignore[attr-defined]
 
 
 def _check_depth(max_depth: int | None) -> int:
@@ -118,26 +163,11 @@ async def _walk_rows(
     Raises:
         NotFoundError: There is no session `start`.
     """
-    cte = _walk(start, relationship_type, down=down, max_depth=max_depth)
-    edge = SessionRelationship
-    statement = (
-        select(
-            *_SESSION_COLUMNS,
-            edge.id,
-            edge.relationship_type,
-            edge.parent_session_id,
-            edge.child_session_id,
-            edge.session_path,
-            cte.c.depth,
-        )
-        .select_from(cte)
-        .join(Session, Session.id == cte.c.session_id)
-        .outerjoin(edge, edge.id == cte.c.edge_id)
-        .order_by(cte.c.depth, edge.created_at, Session.id)
-    )
+    statement = _walk_statement(down, relationship_type is not None)
     # Plain column rows: no ORM entities or model validation per row, which were most of
     # the time of a large subtree.
-    rows = (await db.exec(statement)).all()
+    params = _walk_params(start, relationship_type, max_depth)
+    rows = (await db.exec(statement, params=params)).all()
     if not rows:
         raise NotFoundError("session", start)
     seen: set[uuid.UUID] = set()
@@ -425,10 +455,11 @@ async def get_session_tree(
     rows = await _walk_rows(db, session_id, _PARENT_CHILD, down=True, max_depth=MAX_DEPTH)
     nodes: dict[uuid.UUID, SessionTreeNode] = {}
     for row in rows:
-        (*own, relationship_id, kind, parent_id, _child_id, path, depth) = row
-        node = SessionTreeNode(*own, relationship_id, kind, parent_id, path, depth)
-        node.rollup_tokens, node.rollup_cost = node.total_tokens, node.total_cost
-        nodes[node.session_id] = node
+        # A row: 12 session columns, then the edge's id, type, parent, child and path, and
+        # the depth. Positional, as the fields are in that order; totals start as its own.
+        depth, parent_id = row[17], row[14]
+        node = SessionTreeNode(*row[:15], row[16], depth, 1, row[8], row[9], [])
+        nodes[row[0]] = node
         if depth and depth <= shown:
             nodes[parent_id].children.append(node)
     # Deepest first, so each node's totals are complete before they are added above it.
@@ -451,13 +482,8 @@ async def get_session_rollup(db: AsyncSession, session_id: uuid.UUID) -> Session
     Raises:
         NotFoundError: There is no such session.
     """
-    below = _walk(session_id, _PARENT_CHILD, down=True, max_depth=MAX_DEPTH)
-    statement = select(
-        func.count(Session.id),
-        func.coalesce(func.sum(Session.total_tokens), 0),
-        func.coalesce(func.sum(Session.total_cost), 0),
-    ).where(Session.id.in_(select(below.c.session_id)))  # type: ignore[attr-defined]
-    count, tokens, cost = (await db.exec(statement)).one()
+    params = _walk_params(session_id, _PARENT_CHILD, MAX_DEPTH)
+    count, tokens, cost = (await db.exec(_rollup_statement(), params=params)).one()
     if not count:  # the walk starts at the session itself, so only a missing one has none
         raise NotFoundError("session", session_id)
     return SessionRollup(
