@@ -202,7 +202,7 @@ async def test_delivery_builds_the_subagent_linked_under_its_parent(
         tree = await crud.get_session_tree(db, parent.id)
     assert (link.parent_session_id, link.child_session_id) == (parent.id, child.id)
     assert link.spawn_reason == SpawnReason.TASK_TOOL
-    assert [node.session.id for node in tree.children] == [child.id]
+    assert [node.session_id for node in tree.children] == [child.id]
 
 
 async def test_delivery_pairs_tool_calls_old_and_new(delivered_session: AsyncEngine) -> None:

@@ -108,11 +108,14 @@ async def test_children_descendants_ancestors_and_depth_limits(db: AsyncSession)
     only_subagents = await crud.list_children(db, s["root"].id, relationship_type="parent/child")
     assert sorted(c.session.session_slug for c in only_subagents) == ["a", "b"]
     everything = await crud.list_descendants(db, s["root"].id)
-    assert [(d.session.session_slug, d.depth) for d in everything][2:] == [("a1", 2), ("a1x", 3)]
+    assert [(d.session_slug, d.depth) for d in everything][2:] == [("a1", 2), ("a1x", 3)]
     shallow = await crud.list_descendants(db, s["root"].id, max_depth=2)
-    assert sorted(d.session.session_slug for d in shallow) == ["a", "a1", "b"]
+    assert sorted(d.session_slug for d in shallow) == ["a", "a1", "b"]
     ancestors = await crud.list_ancestors(db, s["a1x"].id)
-    assert [a.session.session_slug for a in ancestors] == ["a1", "a", "root"]
+    assert [a.session_slug for a in ancestors] == ["a1", "a", "root"]
+    assert [a.session_slug for a in await crud.list_ancestors(db, s["a1x"].id, max_depth=1)] == [
+        "a1"
+    ]
     with pytest.raises(InvalidInputError, match="max_depth"):
         await crud.list_descendants(db, s["root"].id, max_depth=0)
 
@@ -137,10 +140,15 @@ async def test_tree_and_cost_rollup_include_every_subagent(db: AsyncSession) -> 
     await _link(db, root, explore)
     await _link(db, explore, deeper)
     tree = await crud.get_session_tree(db, root.id)
-    assert tree.session.session_slug == "root" and tree.relationship is None
-    assert [c.session.session_slug for c in tree.children] == ["explore"]
-    assert [c.session.session_slug for c in tree.children[0].children] == ["deeper"]
-    assert tree.children[0].children[0].relationship.session_path == "root.explore.deeper"
+    assert tree.session_slug == "root" and tree.relationship_id is None and tree.depth == 0
+    assert [c.session_slug for c in tree.children] == ["explore"]
+    assert [c.session_slug for c in tree.children[0].children] == ["deeper"]
+    assert tree.children[0].children[0].session_path == "root.explore.deeper"
+    assert (tree.rollup_sessions, tree.rollup_tokens) == (3, 1520)
+    assert tree.rollup_cost == Decimal("1.750000001")
+    explore_node = tree.children[0]
+    assert (explore_node.rollup_sessions, explore_node.rollup_tokens) == (2, 520)
+    assert explore_node.rollup_cost == Decimal("0.500000001")
     rollup = await crud.get_session_rollup(db, root.id)
     assert (rollup.session_count, rollup.total_tokens) == (3, 1520)
     assert rollup.total_cost == Decimal("1.750000001")

@@ -55,6 +55,9 @@ def test_every_public_crud_function_is_async_typed_and_documented(name: str) -> 
         ),
         pytest.param(lambda db, key: crud.unlink_sessions(db, key), id="unlink_sessions"),
         pytest.param(lambda db, key: crud.get_session_tree(db, key), id="get_session_tree"),
+        pytest.param(lambda db, key: crud.get_session_rollup(db, key), id="get_session_rollup"),
+        pytest.param(lambda db, key: crud.list_descendants(db, key), id="list_descendants"),
+        pytest.param(lambda db, key: crud.list_ancestors(db, key), id="list_ancestors"),
     ],
 )
 async def test_missing_rows_raise_not_found(db: AsyncSession, lookup) -> None:  # type: ignore[no-untyped-def]

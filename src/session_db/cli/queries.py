@@ -340,16 +340,27 @@ async def _show(slug_or_id: str):  # type: ignore[no-untyped-def]
 @sessions_app.command("tree")
 def session_tree(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
     """Draw a session and every session below it, with cost and tokens rolled up."""
+    from rich.text import Text
     from rich.tree import Tree
 
-    tree, rollups = run(_tree(slug_or_id))
+    tree = run(_tree(slug_or_id))
 
     def as_json(node: Any) -> dict[str, Any]:
-        rollup = rollups[node.session.id]
         return {
-            **_summary(node.session),
-            "rollup_tokens": rollup.total_tokens,
-            "rollup_cost": exact(rollup.total_cost),
+            "id": str(node.session_id),
+            "slug": node.session_slug,
+            "title": node.title,
+            "phase": node.phase,
+            "status": node.status,
+            "type": node.session_type,
+            "relationship_type": node.relationship_type,
+            "started_at": node.started_at.isoformat() if node.started_at else None,
+            "total_tokens": node.total_tokens,
+            "total_cost": exact(node.total_cost),
+            "tasks": f"{node.completed_tasks}/{node.total_tasks}",
+            "rollup_sessions": node.rollup_sessions,
+            "rollup_tokens": node.rollup_tokens,
+            "rollup_cost": exact(node.rollup_cost),
             "children": [as_json(child) for child in node.children],
         }
 
@@ -357,14 +368,17 @@ def session_tree(slug_or_id: SessionArgument, json: JsonOption = False) -> None:
         print_json(as_json(tree))
         return
 
-    def label(node: Any) -> str:
-        rollup = rollups[node.session.id]
-        kind = node.relationship.relationship_type if node.relationship else "root"
-        return (
-            f"[bold]{node.session.session_slug}[/] {node.session.phase}/{node.session.status}"
-            f"  {money(rollup.total_cost)} · {plural(rollup.total_tokens, 'token')}"
-            + (f"  [dim]({kind})[/]" if node.relationship else "")
-        )
+    def label(node: Any) -> Text:
+        # One line a node, the figures before the phase: a label too wide for the terminal
+        # ends in an ellipsis, so a number is never wrapped apart or cut without showing it.
+        figures = f"{money(node.rollup_cost)} · {plural(node.rollup_tokens, 'token')}"
+        if node.rollup_sessions > 1:
+            figures += f" · {plural(node.rollup_sessions, 'session')}"
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(node.session_slug, style="bold")
+        text.append(f"  {figures}  ")
+        text.append(f"{node.phase}/{node.status}", style="dim")
+        return text
 
     def grow(branch: Tree, node: Any) -> None:
         for child in node.children:
@@ -381,14 +395,8 @@ async def _tree(slug_or_id: str):  # type: ignore[no-untyped-def]
 
     async with get_async_session(read_only=True) as db:
         session = await find_session(db, slug_or_id)
-        tree = await crud.get_session_tree(db, session.id)
-        rollups = {}
-        stack = [tree]
-        while stack:
-            node = stack.pop()
-            rollups[node.session.id] = await crud.get_session_rollup(db, node.session.id)
-            stack.extend(node.children)
-        return tree, rollups
+        # One statement for the whole tree, every node's totals included.
+        return await crud.get_session_tree(db, session.id)
 
 
 _DONE = ("completed", "skipped")

@@ -4,12 +4,13 @@ Edges of one `relationship_type` form a forest: linking refuses self-links and c
 and `depth_level` / `session_path` are kept right for the whole subtree below a link.
 """
 
+import functools
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, func, literal, union
+from sqlalchemy import Integer, Uuid, bindparam, cast, func, literal, null
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +28,7 @@ from session_db.crud._bulk import insert_rows
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     RelatedSession,
+    RelatedSessionRow,
     RelationshipType,
     Session,
     SessionRead,
@@ -43,31 +45,99 @@ ENTITY = "session_relationship"
 # Recursion stops here even if rows written behind the CRUD layer's back form a cycle.
 MAX_DEPTH = 64
 _PARENT_CHILD = RelationshipType.PARENT_CHILD
+# Ids bound in one IN list: well under asyncpg's 32,767 parameters and SQLite's limit.
+_ID_BATCH = 5000
 
 
-def _walk(
-    start: uuid.UUID, relationship_type: RelationshipType | None, *, down: bool, max_depth: int
-) -> Any:
-    """A recursive CTE of (edge_id, session_id, depth) reachable from `start`."""
+# The columns of a lean row (RelatedSessionRow, SessionTreeNode), in their field order.
+_SESSION_COLUMNS = (
+    Session.id,
+    Session.session_slug,
+    Session.title,
+    Session.phase,
+    Session.status,
+    Session.session_type,
+    Session.started_at,
+    Session.ended_at,
+    Session.total_tokens,
+    Session.total_cost,
+    Session.total_tasks,
+    Session.completed_tasks,
+)
+
+
+def _walk(down: bool, typed: bool) -> Any:
+    """A recursive CTE of (edge_id, session_id, depth) reachable from `:start`.
+
+    Its first row is `:start` itself at depth 0 with no edge, present only if the session
+    exists: so one statement both walks and tells an unknown session apart from a leaf.
+    It goes at most `:max_depth` steps, along edges of type `:kind` when `typed`.
+    """
     edge = SessionRelationship
     near, far = (
         (edge.parent_session_id, edge.child_session_id)
         if down
         else (edge.child_session_id, edge.parent_session_id)
     )
-    base = select(edge.id.label("edge_id"), far.label("session_id"), literal(1).label("depth"))
-    base = base.where(near == start)
-    if relationship_type is not None:
-        base = base.where(edge.relationship_type == relationship_type)
+    base = select(
+        cast(null(), Uuid()).label("edge_id"),
+        Session.id.label("session_id"),
+        literal(0).label("depth"),
+    ).where(Session.id == bindparam("start"))
     cte = base.cte("reachable", recursive=True)
     step = (
         select(edge.id, far, cte.c.depth + 1)
         .join(cte, near == cte.c.session_id)
-        .where(cte.c.depth < max_depth)
+        .where(cte.c.depth < bindparam("max_depth", type_=Integer()))
     )
-    if relationship_type is not None:
-        step = step.where(edge.relationship_type == relationship_type)
+    if typed:
+        step = step.where(edge.relationship_type == bindparam("kind"))
     return cte.union_all(step)
+
+
+def _walk_params(
+    start: uuid.UUID, relationship_type: RelationshipType | None, max_depth: int
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"start": start, "max_depth": max_depth}
+    if relationship_type is not None:
+        params["kind"] = relationship_type.value
+    return params
+
+
+@functools.cache
+def _walk_statement(down: bool, typed: bool) -> Any:
+    """The walk's rows, in RelatedSessionRow's column order; built once, on first use.
+
+    Built once because building and keying a statement this size costs about as much as
+    reading a few hundred rows.
+    """
+    cte = _walk(down, typed)
+    edge = SessionRelationship
+    return (
+        select(
+            *_SESSION_COLUMNS,
+            edge.id,
+            edge.relationship_type,
+            edge.parent_session_id,
+            edge.child_session_id,
+            edge.session_path,
+            cte.c.depth,
+        )
+        .select_from(cte)
+        .join(Session, Session.id == cte.c.session_id)
+        .outerjoin(edge, edge.id == cte.c.edge_id)
+        .order_by(cte.c.depth, edge.created_at, Session.id)
+    )
+
+
+@functools.cache
+def _rollup_statement() -> Any:
+    below = _walk(down=True, typed=True)
+    return select(
+        func.count(Session.id),
+        func.coalesce(func.sum(Session.total_tokens), 0),
+        func.coalesce(func.sum(Session.total_cost), 0),
+    ).where(Session.id.in_(select(below.c.session_id)))  # type: ignore[attr-defined]
 
 
 def _check_depth(max_depth: int | None) -> int:
@@ -78,6 +148,38 @@ def _check_depth(max_depth: int | None) -> int:
     return max_depth
 
 
+async def _walk_rows(
+    db: AsyncSession,
+    start: uuid.UUID,
+    relationship_type: RelationshipType | None,
+    *,
+    down: bool,
+    max_depth: int,
+) -> list[Any]:
+    """`start` (first) and every session reached from it, each once, by its shortest way.
+
+    Rows in RelatedSessionRow's column order, nearest first (then edge age, then id).
+
+    Raises:
+        NotFoundError: There is no session `start`.
+    """
+    statement = _walk_statement(down, relationship_type is not None)
+    # Plain column rows: no ORM entities or model validation per row, which were most of
+    # the time of a large subtree.
+    params = _walk_params(start, relationship_type, max_depth)
+    rows = (await db.exec(statement, params=params)).all()
+    if not rows:
+        raise NotFoundError("session", start)
+    seen: set[uuid.UUID] = set()
+    found = []
+    for row in rows:
+        if row[0] in seen:  # reached twice (a diamond, or a cycle): keep the shortest way
+            continue
+        seen.add(row[0])
+        found.append(row)
+    return found
+
+
 async def _reachable(
     db: AsyncSession,
     start: uuid.UUID,
@@ -85,28 +187,10 @@ async def _reachable(
     *,
     down: bool,
     max_depth: int,
-) -> list[RelatedSession]:
-    cte = _walk(start, relationship_type, down=down, max_depth=max_depth)
-    statement = (
-        select(Session, SessionRelationship, cte.c.depth)
-        .join(cte, Session.id == cte.c.session_id)
-        .join(SessionRelationship, SessionRelationship.id == cte.c.edge_id)
-        .order_by(cte.c.depth, SessionRelationship.created_at, Session.id)
-    )
-    seen: set[uuid.UUID] = set()
-    found = []
-    for session, edge, depth in (await db.exec(statement)).all():
-        if session.id in seen:  # reached twice (a diamond): keep the shortest way
-            continue
-        seen.add(session.id)
-        found.append(
-            RelatedSession(
-                session=SessionRead.model_validate(session),
-                relationship=SessionRelationshipRead.model_validate(edge),
-                depth=depth,
-            )
-        )
-    return found
+) -> list[RelatedSessionRow]:
+    rows = await _walk_rows(db, start, relationship_type, down=down, max_depth=max_depth)
+    make = RelatedSessionRow._make
+    return [make(row) for row in rows[1:]]  # rows[0] is `start` itself
 
 
 @translating_errors(ENTITY)
@@ -138,7 +222,7 @@ async def link_sessions(
     below_child = await _reachable(
         db, child_id, link.relationship_type, down=True, max_depth=MAX_DEPTH
     )
-    if any(related.session.id == parent_id for related in below_child):
+    if any(related.session_id == parent_id for related in below_child):
         raise InvalidInputError(
             ENTITY,
             "parent_session_id",
@@ -198,10 +282,18 @@ async def _refresh_paths(
     start_depth = above.depth_level if above else 0
     start_path = (above.session_path if above else None) or root.session_slug
     paths = {root_id: (start_depth, start_path)}
-    for related in await _reachable(db, root_id, relationship_type, down=True, max_depth=MAX_DEPTH):
-        edge = await get_or_raise(db, SessionRelationship, related.relationship.id, ENTITY)
+    below = await _reachable(db, root_id, relationship_type, down=True, max_depth=MAX_DEPTH)
+    # The subtree's edges in a few reads, not one lookup each.
+    ids = [related.relationship_id for related in below]
+    edges: dict[uuid.UUID, SessionRelationship] = {}
+    for start in range(0, len(ids), _ID_BATCH):
+        batch = ids[start : start + _ID_BATCH]
+        found = await db.exec(select(SessionRelationship).where(SessionRelationship.id.in_(batch)))  # type: ignore[attr-defined]
+        edges.update((edge.id, edge) for edge in found.all())
+    for related in below:
+        edge = edges[related.relationship_id]
         depth, path = paths[edge.parent_session_id]
-        paths[edge.child_session_id] = (depth + 1, f"{path}.{related.session.session_slug}")
+        paths[edge.child_session_id] = (depth + 1, f"{path}.{related.session_slug}")
         edge.depth_level, edge.session_path = paths[edge.child_session_id]
         db.add(edge)
     await db.flush()
@@ -303,11 +395,15 @@ async def list_descendants(
     *,
     max_depth: int | None = None,
     relationship_type: RelationshipType | str | None = _PARENT_CHILD,
-) -> list[RelatedSession]:
+) -> list[RelatedSessionRow]:
     """Return every session below `session_id`, nearest first, down to `max_depth` levels.
+
+    One statement. Lean rows (see RelatedSessionRow), each session once, by its shortest
+    way; ordered by depth, then the edge's age, then session id.
 
     Raises:
         InvalidInputError: `max_depth` is outside 1..64.
+        NotFoundError: There is no such session.
     """
     kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
     return await _reachable(db, session_id, kind, down=True, max_depth=_check_depth(max_depth))
@@ -318,49 +414,78 @@ async def list_ancestors(
     db: AsyncSession,
     session_id: uuid.UUID,
     *,
+    max_depth: int | None = None,
     relationship_type: RelationshipType | str | None = _PARENT_CHILD,
-) -> list[RelatedSession]:
-    """Return the sessions above `session_id`, its parent first, the root last."""
+) -> list[RelatedSessionRow]:
+    """Return the sessions above `session_id`, its parent first, the root last.
+
+    One statement, lean rows (see RelatedSessionRow), as `list_descendants` upwards.
+
+    Raises:
+        InvalidInputError: `max_depth` is outside 1..64.
+        NotFoundError: There is no such session.
+    """
     kind = enum_filter(RelationshipType, relationship_type, ENTITY, "relationship_type")
-    return await _reachable(db, session_id, kind, down=False, max_depth=MAX_DEPTH)
+    return await _reachable(db, session_id, kind, down=False, max_depth=_check_depth(max_depth))
 
 
 @translating_errors(ENTITY)
 async def get_session_tree(
     db: AsyncSession, session_id: uuid.UUID, *, max_depth: int | None = None
 ) -> SessionTreeNode:
-    """Return `session_id` and its parent/child descendants as one nested structure."""
-    root = await get_or_raise(db, Session, session_id, "session")
-    nodes = {
-        root.id: SessionTreeNode(
-            session=SessionRead.model_validate(root), relationship=None, children=[]
-        )
-    }
-    for related in await list_descendants(db, session_id, max_depth=max_depth):
-        node = SessionTreeNode(
-            session=related.session, relationship=related.relationship, children=[]
-        )
-        nodes[related.session.id] = node
-        nodes[related.relationship.parent_session_id].children.append(node)
-    return nodes[root.id]
+    """Return `session_id` and its parent/child descendants, nested, with subtree totals.
+
+    One statement: the whole subtree in one recursive query, nested and summed in
+    memory. Each node (a SessionTreeNode) carries the session's own columns, the edge
+    above it (None for the root), its depth, `rollup_sessions` / `rollup_tokens` /
+    `rollup_cost` (it and everything below it, each session once), and `children`.
+    A session reached twice hangs under the parent of its shortest way only.
+
+    Args:
+        db: The session to read in.
+        session_id: The root.
+        max_depth: Draw nodes down to this many levels (1..64, all when None); the
+            totals always cover the whole subtree, as `get_session_rollup` does.
+
+    Raises:
+        InvalidInputError: `max_depth` is outside 1..64.
+        NotFoundError: There is no such session.
+    """
+    shown = _check_depth(max_depth)
+    rows = await _walk_rows(db, session_id, _PARENT_CHILD, down=True, max_depth=MAX_DEPTH)
+    nodes: dict[uuid.UUID, SessionTreeNode] = {}
+    for row in rows:
+        # A row: 12 session columns, then the edge's id, type, parent, child and path, and
+        # the depth. Positional, as the fields are in that order; totals start as its own.
+        depth, parent_id = row[17], row[14]
+        node = SessionTreeNode(*row[:15], row[16], depth, 1, row[8], row[9], [])
+        nodes[row[0]] = node
+        if depth and depth <= shown:
+            nodes[parent_id].children.append(node)
+    # Deepest first, so each node's totals are complete before they are added above it.
+    for node in reversed(nodes.values()):
+        if node.parent_session_id is not None:
+            parent = nodes[node.parent_session_id]
+            parent.rollup_sessions += node.rollup_sessions
+            parent.rollup_tokens += node.rollup_tokens
+            parent.rollup_cost += node.rollup_cost
+    return nodes[session_id]
 
 
 @translating_errors(ENTITY)
 async def get_session_rollup(db: AsyncSession, session_id: uuid.UUID) -> SessionRollup:
     """Sum tokens and cost over a session and all its parent/child descendants.
 
+    One statement. Returns a SessionRollup: `session_id`, `session_count` (the session
+    and every session below it, each once), `total_tokens`, `total_cost`.
+
     Raises:
         NotFoundError: There is no such session.
     """
-    await get_or_raise(db, Session, session_id, "session")
-    below = _walk(session_id, _PARENT_CHILD, down=True, max_depth=MAX_DEPTH)
-    members = union(select(below.c.session_id), select(literal(session_id, Uuid())))
-    statement = select(
-        func.count(Session.id),
-        func.coalesce(func.sum(Session.total_tokens), 0),
-        func.coalesce(func.sum(Session.total_cost), 0),
-    ).where(Session.id.in_(members))
-    count, tokens, cost = (await db.exec(statement)).one()
+    params = _walk_params(session_id, _PARENT_CHILD, MAX_DEPTH)
+    count, tokens, cost = (await db.exec(_rollup_statement(), params=params)).one()
+    if not count:  # the walk starts at the session itself, so only a missing one has none
+        raise NotFoundError("session", session_id)
     return SessionRollup(
         session_id=session_id,
         session_count=count,

@@ -294,12 +294,16 @@ async def list_sessions(
     parent_session_id: uuid.UUID | None = None,
     started_after: datetime | None = None,
     started_before: datetime | None = None,
-    order_by: str = "created_at",
+    order_by: str = "started_at",
     descending: bool = True,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
 ) -> list[Session]:
-    """Return sessions matching every filter given, newest first by default.
+    """Return sessions matching every filter given, the latest started first by default.
+
+    Ties go by id in the same direction (ids grow with creation time), so the default
+    order is read straight off the (started_at, id) index. Sessions with no start time
+    sort as the engine puts NULLs: first on PostgreSQL, last on SQLite, when descending.
 
     Raises:
         InvalidInputError: A filter value is not allowed, or paging is out of range.
@@ -316,7 +320,13 @@ async def list_sessions(
         parent_session_id=parent_session_id,
         started_after=started_after,
         started_before=started_before,
-    ).order_by(column.desc() if descending else column.asc(), Session.id)
+    ).order_by(
+        *(
+            (column.desc(), Session.id.desc())  # type: ignore[attr-defined]
+            if descending
+            else (column.asc(), Session.id.asc())  # type: ignore[attr-defined]
+        )
+    )
     return list((await db.exec(paginate(statement, limit, offset))).all())
 
 

@@ -5,10 +5,11 @@ table is the graph itself, with how and why each child was spawned.
 """
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -126,16 +127,93 @@ class RelatedSession(BaseModel):
     depth: int  # steps from the session asked about: 1 for a direct child or parent
 
 
-class SessionTreeNode(BaseModel):
-    """A session and, nested, every session below it."""
+class RelatedSessionRow(NamedTuple):
+    """A session reached from another through the graph, as one lean row.
 
-    session: SessionRead
-    relationship: SessionRelationshipRead | None  # None for the root
-    children: list["SessionTreeNode"]
+    What `list_descendants` and `list_ancestors` return: built straight from the result
+    rows, not validated models, so a 20,000-node subtree stays cheap.
+
+    Attributes:
+        session_id, session_slug, title, phase, status, session_type, started_at,
+            ended_at, total_tokens, total_cost, total_tasks, completed_tasks: the reached
+            session's own columns (phase, status and session_type as their string values).
+        relationship_id, relationship_type, parent_session_id, child_session_id,
+            session_path: the edge that reached it (for a descendant its child end is the
+            session itself; for an ancestor, its parent end is).
+        depth: Steps from the session asked about: 1 for a direct child or parent.
+    """
+
+    session_id: uuid.UUID
+    session_slug: str
+    title: str | None
+    phase: str
+    status: str
+    session_type: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    total_tokens: int
+    total_cost: Decimal
+    total_tasks: int
+    completed_tasks: int
+    relationship_id: uuid.UUID
+    relationship_type: str
+    parent_session_id: uuid.UUID
+    child_session_id: uuid.UUID
+    session_path: str | None
+    depth: int
+
+
+@dataclass(slots=True, eq=False)
+class SessionTreeNode:
+    """A session, its place in the tree, its subtree's totals, and its children nested.
+
+    What `get_session_tree` returns (the root node).
+
+    Attributes:
+        session_id, session_slug, title, phase, status, session_type, started_at,
+            ended_at, total_tokens, total_cost, total_tasks, completed_tasks: the session's
+            own columns (phase, status and session_type as their string values).
+        relationship_id, relationship_type, parent_session_id, session_path: the
+            parent/child edge above it; all None for the root.
+        depth: Steps below the root: 0 for the root.
+        rollup_sessions, rollup_tokens, rollup_cost: this session and every session
+            below it together (each session counted once).
+        children: The nodes directly below, oldest edge first.
+    """
+
+    session_id: uuid.UUID
+    session_slug: str
+    title: str | None
+    phase: str
+    status: str
+    session_type: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    total_tokens: int
+    total_cost: Decimal
+    total_tasks: int
+    completed_tasks: int
+    relationship_id: uuid.UUID | None
+    relationship_type: str | None
+    parent_session_id: uuid.UUID | None
+    session_path: str | None
+    depth: int
+    rollup_sessions: int = 1
+    rollup_tokens: int = 0
+    rollup_cost: Decimal = Decimal(0)
+    children: list["SessionTreeNode"] = field(default_factory=list)
 
 
 class SessionRollup(BaseModel):
-    """Tokens and cost of a session and all its descendants together."""
+    """Tokens and cost of a session and all its descendants together.
+
+    What `get_session_rollup` returns.
+
+    Attributes:
+        session_id: The session asked about.
+        session_count: It and every parent/child session below it, each counted once.
+        total_tokens, total_cost: Their `total_tokens` and `total_cost` summed.
+    """
 
     session_id: uuid.UUID
     session_count: int

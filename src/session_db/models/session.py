@@ -111,7 +111,7 @@ class SessionBase(Base):
         ondelete="SET NULL",
         index=True,
     )
-    started_at: datetime | None = timestamp_field(index=True)
+    started_at: datetime | None = timestamp_field()  # indexed with id: see Session
     ended_at: datetime | None = timestamp_field()
     duration_ms: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     agent_count: int = count_field()
@@ -166,6 +166,9 @@ class Session(SessionBase, table=True):
         sa.Index(None, "session_role"),
         sa.Index(None, "priority"),
         sa.Index(None, "checkpoints_total"),
+        # list_sessions' default order (newest start first, ties by id) read straight off
+        # the index, and ranges of start times; it replaces a started_at-only index.
+        sa.Index(None, "started_at", "id"),
     )
 
     id: uuid.UUID = id_field()
