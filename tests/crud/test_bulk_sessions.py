@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
+from session_db.crud._bulk import COPY_MIN_ROWS
 from session_db.crud.sessions import SessionActivity
 from session_db.database import get_async_session
 from session_db.errors import InvalidInputError
@@ -28,6 +29,19 @@ async def test_upsert_projects_returns_every_root_and_creates_only_the_missing(
     assert await crud.count_projects(db) == 3
     assert await crud.upsert_projects(db, []) == {}
     assert await crud.upsert_projects(db, ["/srv"]) == {"/srv": ids["/srv"]}
+
+
+async def test_ensure_sessions_fills_defaults_in_a_batch_big_enough_for_copy(
+    db: AsyncSession,
+) -> None:
+    # COPY_MIN_ROWS and more take PostgreSQL's COPY path, which runs no SQLAlchemy default:
+    # `session_metadata` (a Python-side default only) must still come out as {}.
+    count = COPY_MIN_ROWS + 6
+    found = await crud.ensure_sessions(db, [{"session_slug": f"bulk-{n}"} for n in range(count)])
+    assert len(found) == count and all(created for _, created in found.values())
+    sessions = await crud.list_sessions(db, limit=count)
+    assert len(sessions) == count
+    assert all(session.session_metadata == {} for session in sessions)
 
 
 async def test_ensure_sessions_creates_the_missing_and_leaves_the_rest_alone(

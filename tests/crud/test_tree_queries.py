@@ -147,9 +147,7 @@ async def test_the_walks_see_what_the_transaction_has_not_flushed_yet(db: AsyncS
 
 async def _fan(db: AsyncSession, slug: str, children: int) -> Session:
     root = await crud.create_session(db, {"session_slug": slug})
-    ids = await crud.ensure_sessions(
-        db, [{"session_slug": f"{slug}-{n}", "session_metadata": {}} for n in range(children)]
-    )
+    ids = await crud.ensure_sessions(db, [{"session_slug": f"{slug}-{n}"} for n in range(children)])
     await crud.link_new_children(
         db, [{"parent_session_id": root.id, "child_session_id": i} for i, _ in ids.values()]
     )

@@ -124,6 +124,7 @@ async def insert_rows(
     """
     if not rows:
         return []
+    rows = _with_python_defaults(table, rows)
     columns = list(rows[0].keys())
     dialect = db.get_bind().dialect
     written: list[sa.Row[Any]] = []
@@ -156,6 +157,33 @@ async def insert_rows(
         if returning:
             written.extend(result.all())
     return written
+
+
+def _with_python_defaults(
+    table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> Sequence[Mapping[str, Any]]:
+    """`rows` with the columns they leave out that only SQLAlchemy fills (a Python default,
+    no server default), so every path writes the same row: COPY and the raw executemany
+    never run SQLAlchemy's defaults, and the database has none for these columns."""
+    missing = [
+        column
+        for column in table.columns
+        if column.name not in rows[0]
+        and column.default is not None
+        and column.server_default is None
+        and (column.default.is_callable or column.default.is_scalar)
+    ]
+    if not missing:
+        return rows
+    filled = []
+    for row in rows:
+        values = dict(row)
+        for column in missing:
+            default = column.default
+            # Called per row: a default such as `dict` must not be shared between rows.
+            values[column.name] = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
+        filled.append(values)
+    return filled
 
 
 async def _sqlite_executemany(
