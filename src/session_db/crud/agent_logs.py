@@ -289,12 +289,62 @@ async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
     await delete_row(db, AgentLog, log_id, ENTITY)
 
 
+class LogCursor(NamedTuple):
+    """Where a reader of new events stopped: the last row's (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+@translating_errors(ENTITY)
+async def get_latest_log_cursor(
+    db: AsyncSession, *, session_id: uuid.UUID | None = None
+) -> LogCursor | None:
+    """Return the (created_at, id) of the most recently stored event (of a session), if any."""
+    statement = select(AgentLog.created_at, AgentLog.id)
+    if session_id is not None:
+        statement = statement.where(AgentLog.session_id == session_id)
+    statement = statement.order_by(AgentLog.created_at.desc(), AgentLog.id.desc()).limit(1)
+    found = (await db.exec(statement)).first()
+    return None if found is None else LogCursor(*found)
+
+
+@translating_errors(ENTITY)
+async def list_agent_logs_after(
+    db: AsyncSession,
+    after: LogCursor | None,
+    *,
+    session_id: uuid.UUID | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[AgentLog]:
+    """Return events stored after `after` (all, without it), in the order they were stored.
+
+    Ordered by (created_at, id), not by when they happened: a late delivery of an old
+    event is new to a reader that follows the table.
+    """
+    statement = select(AgentLog)
+    if session_id is not None:
+        statement = statement.where(AgentLog.session_id == session_id)
+    if after is not None:
+        statement = statement.where(
+            sa.or_(
+                AgentLog.created_at > after.created_at,
+                sa.and_(AgentLog.created_at == after.created_at, AgentLog.id > after.id),
+            )
+        )
+    statement = statement.order_by(AgentLog.created_at, AgentLog.id)
+    return list((await db.exec(paginate(statement, limit, 0))).all())
+
+
 __all__ = [
+    "LogCursor",
     "add_agent_logs",
     "count_agent_logs",
     "create_agent_log",
     "delete_agent_log",
     "get_agent_log",
+    "get_latest_log_cursor",
     "list_agent_logs",
+    "list_agent_logs_after",
     "update_agent_log",
 ]
