@@ -13,7 +13,8 @@ database: a temp SQLite file, or with `--url postgresql+asyncpg://...` a databas
     python bench/run.py --json                 # the rows as JSON
 
 Benchmarks (`--only` takes these names): delivery, create_log, hook, import (when
-bench/bench_import.py exists), project_open, state_save.
+bench/bench_import.py exists), project_open, state_save, web (the dashboard's pages at
+1M events; needs the web extra).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from _common import dialect_name, fresh_database  # noqa: E402
 
-BENCHMARKS = ("delivery", "create_log", "hook", "import", "project_open", "state_save")
+BENCHMARKS = ("delivery", "create_log", "hook", "import", "project_open", "state_save", "web")
 # What a module's rows are compared with and in which unit, when it does not say.
 DEFAULTS: dict[str, dict[str, str]] = {
     "import": {"unit": "lines/s", "compared_with": "json.loads of the same lines"},

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from web_support import CHILD, OTHER, PARENT, Seeded, seed
+from web_support import CHILD, OTHER, PARENT, Seeded, add_hook_event, seed
 
 from session_db import crud
 from session_db.database import get_async_session
@@ -201,3 +202,44 @@ async def test_the_footer_names_the_database(
 ) -> None:
     html = (await client.get("/")).text
     assert engine.url.render_as_string(hide_password=True) in html
+
+
+class StatementCounter:
+    """Counts the statements an engine runs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: object) -> None:
+        self.count += 1
+
+
+@pytest.mark.parametrize("path", ["/", "/sessions", f"/sessions/{PARENT}"])
+async def test_a_page_runs_as_many_statements_at_ten_times_the_rows(
+    engine: AsyncEngine, client: httpx.AsyncClient, seeded: Seeded, path: str
+) -> None:
+    counter = StatementCounter(engine)
+    await client.get(path)
+    before, counter.count = counter.count, 0
+    assert before > 0
+    async with get_async_session(engine) as db:
+        children = await crud.ensure_sessions(
+            db, [{"session_slug": f"more-{n}", "source_app": f"agent-{n}"} for n in range(10)]
+        )
+        await crud.link_new_children(
+            db,
+            [
+                {"parent_session_id": seeded.parent_id, "child_session_id": child_id}
+                for child_id, _ in children.values()
+            ],
+        )
+        for child_id, _ in children.values():
+            await crud.create_agent(
+                db, {"session_id": child_id, "agent_type": "x", "model": f"model-{child_id}"}
+            )
+    for n in range(30):
+        await add_hook_event(engine, seeded.parent_id, f"more {n}")
+    counter.count = 0
+    await client.get(path)
+    assert counter.count == before
