@@ -126,3 +126,26 @@ async def test_session_task_dependencies_are_every_edge_of_the_session(
         none = await crud.list_session_task_dependencies(db, seeded.other_id)
     assert sorted(edges) == sorted([(tasks["1.2"], tasks["1.1"]), (tasks["1.10"], tasks["1.2"])])
     assert none == []
+
+
+async def test_event_summaries_are_the_latest_first_without_payloads(engine: AsyncEngine) -> None:
+    seeded = await seed(engine)
+    async with get_async_session(engine, read_only=True) as db:
+        latest = await crud.list_event_summaries(db, seeded.parent_id, limit=2)
+        none = await crud.list_event_summaries(db, seeded.other_id)
+    assert [event.event_type for event in latest] == ["PostToolUse", "PreToolUse"]
+    assert not hasattr(latest[0], "payload") and none == []
+
+
+async def test_tool_call_spans_are_in_start_order_with_their_outcome(engine: AsyncEngine) -> None:
+    seeded = await seed(engine)
+    async with get_async_session(engine, read_only=True) as db:
+        spans = await crud.list_tool_call_spans(db, seeded.parent_id)
+        first = await crud.list_tool_call_spans(db, seeded.parent_id, limit=1)
+    assert [(span.tool_name, span.status) for span in spans] == [
+        ("Read", "succeeded"),
+        ("Bash", "failed"),
+        ("Edit", "succeeded"),
+    ]
+    assert spans[1].error == "exit code 1" and spans[1].duration_ms == 20_000
+    assert first == spans[:1]

@@ -296,6 +296,22 @@ class LogCursor(NamedTuple):
     id: uuid.UUID
 
 
+class EventSummary(NamedTuple):
+    """What a list of events shows of one: no payload, input or output (they can be large)."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    created_at: datetime
+    occurred_at: datetime
+    event_type: str
+    tool_name: str | None
+    agent_type: str | None
+    summary: str | None
+
+
+_SUMMARY_COLUMNS = [_TABLE.c[name] for name in EventSummary._fields]
+
+
 @translating_errors(ENTITY)
 async def get_latest_log_cursor(
     db: AsyncSession, *, session_id: uuid.UUID | None = None
@@ -310,33 +326,49 @@ async def get_latest_log_cursor(
 
 
 @translating_errors(ENTITY)
+async def list_event_summaries(
+    db: AsyncSession, session_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT
+) -> list[EventSummary]:
+    """Return a session's latest events, newest first, without their payloads."""
+    statement = (
+        sa.select(*_SUMMARY_COLUMNS)
+        .where(_TABLE.c.session_id == session_id)
+        .order_by(_TABLE.c.occurred_at.desc(), _TABLE.c.id.desc())
+    )
+    rows = (await db.exec(paginate(statement, limit, 0))).all()
+    return [EventSummary(*row) for row in rows]
+
+
+@translating_errors(ENTITY)
 async def list_agent_logs_after(
     db: AsyncSession,
     after: LogCursor | None,
     *,
     session_id: uuid.UUID | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> list[AgentLog]:
+) -> list[EventSummary]:
     """Return events stored after `after` (all, without it), in the order they were stored.
 
     Ordered by (created_at, id), not by when they happened: a late delivery of an old
-    event is new to a reader that follows the table.
+    event is new to a reader that follows the table. Without payloads.
     """
-    statement = select(AgentLog)
+    statement = sa.select(*_SUMMARY_COLUMNS)
     if session_id is not None:
-        statement = statement.where(AgentLog.session_id == session_id)
+        statement = statement.where(_TABLE.c.session_id == session_id)
     if after is not None:
         statement = statement.where(
             sa.or_(
-                AgentLog.created_at > after.created_at,
-                sa.and_(AgentLog.created_at == after.created_at, AgentLog.id > after.id),
+                _TABLE.c.created_at > after.created_at,
+                sa.and_(_TABLE.c.created_at == after.created_at, _TABLE.c.id > after.id),
             )
         )
-    statement = statement.order_by(AgentLog.created_at, AgentLog.id)
-    return list((await db.exec(paginate(statement, limit, 0))).all())
+    statement = statement.order_by(_TABLE.c.created_at, _TABLE.c.id)
+    rows = (await db.exec(paginate(statement, limit, 0))).all()
+    return [EventSummary(*row) for row in rows]
 
 
 __all__ = [
+    "EventSummary",
     "LogCursor",
     "add_agent_logs",
     "count_agent_logs",
@@ -346,5 +378,6 @@ __all__ = [
     "get_latest_log_cursor",
     "list_agent_logs",
     "list_agent_logs_after",
+    "list_event_summaries",
     "update_agent_log",
 ]

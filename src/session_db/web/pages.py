@@ -367,10 +367,8 @@ async def session(request: Request) -> Response:
         found = await find_session(db, slug)
         tree = tree_rows(await crud.get_session_tree(db, found.id))
         rollup = await crud.get_session_rollup(db, found.id)
-        calls = await crud.list_tool_calls(db, session_id=found.id, limit=TOOL_CALLS_SHOWN)
-        events = await crud.list_agent_logs(
-            db, session_id=found.id, descending=True, limit=EVENTS_SHOWN
-        )
+        calls = await crud.list_tool_call_spans(db, found.id, limit=TOOL_CALLS_SHOWN)
+        events = await crud.list_event_summaries(db, found.id, limit=EVENTS_SHOWN)
         event_count = await crud.count_agent_logs(db, session_id=found.id)
         cursor = await crud.get_latest_log_cursor(db, session_id=found.id)
         tasks = await crud.list_tasks(db, found.id, limit=1000)
