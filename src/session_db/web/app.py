@@ -94,7 +94,6 @@ def create_app(engine: AsyncEngine | None = None, *, poll_interval: float = 1.0)
         get("/", pages.overview, "overview"),
         get("/sessions", pages.sessions, "sessions"),
         get("/sessions/{slug:path}", pages.session, "session"),
-        get("/usage", pages.usage, "usage"),
         get("/api/events/stream", stream.events_stream, "events_stream"),
         get("/healthz", healthz, "healthz"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

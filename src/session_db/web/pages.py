@@ -412,11 +412,3 @@ def _model_total(models: list[crud.ModelUsage]) -> dict[str, Any]:
         "total_tokens": sum(m.total_tokens for m in models),
         "total_cost": sum((m.total_cost for m in models), Decimal(0)),
     }
-
-
-# Usage ----------------------------------------------------------------------------------
-
-
-async def usage(request: Request) -> Response:
-    """The usage reports (daily, weekly, monthly, per session, 5-hour blocks)."""
-    return render(request, "usage.html", {"title": "Usage"})
