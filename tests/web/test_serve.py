@@ -70,3 +70,34 @@ def test_serve_runs_the_dashboard_on_the_port_given(cli_db: URL) -> None:
         process.terminate()
         out, _ = process.communicate(timeout=20)
     assert out.startswith(f"session-db dashboard on http://127.0.0.1:{port}/")
+
+
+BLOCK_UVICORN = """
+import importlib.abc, sys
+
+class NoUvicorn(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "uvicorn" or name.startswith("uvicorn."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, NoUvicorn())
+from session_db.cli.app import main
+sys.exit(main(["serve"]))
+"""
+
+
+def test_serve_without_the_web_extra_says_in_one_line_to_install_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_UVICORN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "session-db: error: the dashboard needs the web extra: "
+        "install session-db[web] (pip install 'session-db[web]')"
+    ]
+    assert done.stdout == ""

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 DEFAULT_PORT = 8321
-WEB_MODULES = ("starlette", "jinja2", "sse_starlette", "uvicorn")
+# What the web extra installs (import names).
+WEB_PACKAGES = {"starlette", "jinja2", "markupsafe", "sse_starlette", "uvicorn"}
 
 
 def is_loopback(host: str) -> bool:
@@ -44,20 +45,20 @@ def serve(
             "pass --allow-remote to serve it anyway",
             param_hint="'--host' (see --allow-remote)",
         )
-    import importlib.util
+    try:
+        import uvicorn
 
-    missing = [name for name in WEB_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
+        from session_db.web import create_app
+    except ImportError as error:
+        if (error.name or "").partition(".")[0] not in WEB_PACKAGES:
+            raise  # a bug of ours, not a missing extra
         print(
             "session-db: error: the dashboard needs the web extra: "
             "install session-db[web] (pip install 'session-db[web]')",
             file=sys.stderr,
         )
-        raise typer.Exit(1)
-    import uvicorn
-
+        raise typer.Exit(1) from None
     from session_db.database import describe_url
-    from session_db.web import create_app
 
     shown = f"[{host}]" if ":" in host else host
     print(f"session-db dashboard on http://{shown}:{port}/ ({describe_url()}); Ctrl-C stops")
