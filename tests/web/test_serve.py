@@ -78,7 +78,7 @@ import importlib.abc, sys
 class NoUvicorn(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "uvicorn" or name.startswith("uvicorn."):
-            raise ModuleNotFoundError(f"No module named {name!r}")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
 sys.meta_path.insert(0, NoUvicorn())
