@@ -192,9 +192,15 @@ async def test_an_empty_database_shows_empty_pages(engine: AsyncEngine) -> None:
     assert "No sessions match." in listing.text
 
 
-async def test_a_bad_stream_cursor_is_a_400(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/events/stream", params={"after": "yesterday"})
+async def test_a_bad_stream_cursor_or_no_session_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/events/stream", params={"session": PARENT, "after": "yesterday"}
+    )
     assert response.status_code == 400 and "after" in response.text
+    response = await client.get("/api/events/stream")
+    assert response.status_code == 400 and "session" in response.text
+    response = await client.get("/api/events/stream", params={"session": "nope"})
+    assert response.status_code == 404
 
 
 async def test_the_footer_names_the_database(

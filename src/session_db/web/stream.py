@@ -49,7 +49,7 @@ def parse_cursor(text: str | None) -> crud.LogCursor | None:
 
 
 async def _all_after(
-    db: Any, since: crud.LogCursor | None, session_id: uuid.UUID | None
+    db: Any, since: crud.LogCursor | None, session_id: uuid.UUID
 ) -> list[crud.EventSummary]:
     """Every event stored after `since`, read BATCH at a time."""
     found: list[crud.EventSummary] = []
@@ -67,14 +67,15 @@ def format_cursor(cursor: crud.LogCursor) -> str:
 
 
 async def events_stream(request: Request) -> Response:
-    """Server-sent events: every event stored from now on (of one session, if given)."""
+    """Server-sent events: every event of one session stored from now on."""
     wanted = request.query_params.get("session")
+    if not wanted:
+        # Following every session would read the whole table on each look.
+        raise InvalidInputError("stream", "session", "required: a session's slug or id")
     resume = request.headers.get("last-event-id") or request.query_params.get("after")
     cursor = parse_cursor(resume)
-    session_id = None
     async with reading(request) as db:
-        if wanted:
-            session_id = (await find_session(db, wanted)).id
+        session_id = (await find_session(db, wanted)).id
         if cursor is None:
             cursor = await crud.get_latest_log_cursor(db, session_id=session_id)
     interval = request.app.state.poll_interval
