@@ -149,3 +149,14 @@ async def test_tool_call_spans_are_in_start_order_with_their_outcome(engine: Asy
     ]
     assert spans[1].error == "exit code 1" and spans[1].duration_ms == 20_000
     assert first == spans[:1]
+
+
+async def test_a_capped_count_stops_after_the_cap(engine: AsyncEngine) -> None:
+    seeded = await seed(engine)
+    async with get_async_session(engine, read_only=True) as db:
+        assert await crud.count_agent_logs_up_to(db, seeded.parent_id, 10) == 3
+        assert await crud.count_agent_logs_up_to(db, seeded.parent_id, 2) == 3
+        assert await crud.count_agent_logs_up_to(db, seeded.parent_id, 1) == 2
+        assert await crud.count_agent_logs_up_to(db, seeded.other_id, 5) == 0
+        with pytest.raises(InvalidInputError, match="cap"):
+            await crud.count_agent_logs_up_to(db, seeded.parent_id, -1)

@@ -367,11 +367,26 @@ async def list_agent_logs_after(
     return [EventSummary(*row) for row in rows]
 
 
+@translating_errors(ENTITY)
+async def count_agent_logs_up_to(db: AsyncSession, session_id: uuid.UUID, cap: int) -> int:
+    """Return how many events a session has, counting no further than `cap` + 1.
+
+    A page that says "10,000+" needs no exact count of a million rows; the count stops
+    after `cap` + 1 index entries, so a result above `cap` means "more than `cap`".
+    """
+    if cap < 0:
+        raise InvalidInputError(ENTITY, "cap", "must not be negative")
+    some = sa.select(_TABLE.c.id).where(_TABLE.c.session_id == session_id).limit(cap + 1)
+    statement = sa.select(func.count()).select_from(some.subquery())
+    return (await db.exec(statement)).one()[0]
+
+
 __all__ = [
     "EventSummary",
     "LogCursor",
     "add_agent_logs",
     "count_agent_logs",
+    "count_agent_logs_up_to",
     "create_agent_log",
     "delete_agent_log",
     "get_agent_log",

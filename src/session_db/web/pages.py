@@ -30,6 +30,7 @@ PAGE_SIZE = 50
 CHART_DAYS = 30
 EVENTS_SHOWN = 100
 TOOL_CALLS_SHOWN = 500
+EVENTS_COUNTED = 10_000  # beyond this the page says "10,000+" instead of counting on
 
 
 def engine_of(request: Request) -> AsyncEngine:
@@ -369,7 +370,7 @@ async def session(request: Request) -> Response:
         rollup = await crud.get_session_rollup(db, found.id)
         calls = await crud.list_tool_call_spans(db, found.id, limit=TOOL_CALLS_SHOWN)
         events = await crud.list_event_summaries(db, found.id, limit=EVENTS_SHOWN)
-        event_count = await crud.count_agent_logs(db, session_id=found.id)
+        event_count = await crud.count_agent_logs_up_to(db, found.id, EVENTS_COUNTED)
         cursor = await crud.get_latest_log_cursor(db, session_id=found.id)
         tasks = await crud.list_tasks(db, found.id, limit=1000)
         edges = await crud.list_session_task_dependencies(db, found.id) if tasks else []
@@ -392,7 +393,8 @@ async def session(request: Request) -> Response:
             "call_count": len(calls),
             "calls_capped": len(calls) == TOOL_CALLS_SHOWN,
             "events": [event_json(log) for log in events],
-            "event_count": event_count,
+            "event_count": min(event_count, EVENTS_COUNTED),
+            "events_capped": event_count > EVENTS_COUNTED,
             "stream": stream,
             "tasks": _task_rows(tasks, edges, ready),
             "threads": threads,

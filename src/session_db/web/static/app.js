@@ -24,7 +24,7 @@ function followEvents() {
     body.insertBefore(row, body.firstChild);
     const empty = document.getElementById("no-events");
     if (empty) empty.remove();
-    if (counter) {
+    if (counter && !counter.dataset.capped) {
       const count = Number(counter.dataset.count || 0) + 1;
       counter.dataset.count = String(count);
       counter.textContent = count.toLocaleString("en-US");
