@@ -249,3 +249,20 @@ async def test_a_page_runs_as_many_statements_at_ten_times_the_rows(
     counter.count = 0
     await client.get(path)
     assert counter.count == before
+
+
+async def test_the_tree_rolls_cost_up_through_every_level(
+    engine: AsyncEngine, client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    async with get_async_session(engine) as db:
+        grandchild = await crud.create_session(
+            db, {"session_slug": "grandchild", "total_cost": "0.25", "total_tokens": 1_000}
+        )
+        await crud.link_sessions(
+            db, {"parent_session_id": seeded.child_id, "child_session_id": grandchild.id}
+        )
+    tree = rows((await client.get(f"/sessions/{PARENT}")).text, "tree")
+    assert len(tree) == 3
+    assert "$3.2500" in tree[0] and "$4.0000" in tree[0]  # 3.25 + 0.50 + 0.25
+    assert "$0.7500" in tree[1] and "grandchild" in tree[2]
+    assert 'class="depth-2"' in (await client.get(f"/sessions/{PARENT}")).text

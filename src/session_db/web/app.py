@@ -68,7 +68,6 @@ def make_templates() -> Jinja2Templates:
         money=fmt.money,
         number=fmt.number,
         when=fmt.when,
-        duration=fmt.duration,
         short=fmt.short,
     )
     return Jinja2Templates(env=environment)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from html import escape
 
 from markupsafe import Markup
@@ -196,8 +195,3 @@ def timeline(bars: Sequence[Bar], *, now: datetime, width: int = 900, lane_h: in
         )
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-def as_float(value: Decimal | int | float) -> float:
-    """A chart value (charts need no more precision than a float's)."""
-    return float(value)

@@ -25,22 +25,6 @@ def when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def duration(ms: int | None) -> str:
-    """`850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`, or an empty string."""
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, second = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {second:02d} s"
-    hours, minute = divmod(minutes, 60)
-    return f"{hours} h {minute:02d} min"
-
-
 def short(text: Any, length: int = 80) -> str:
     """`text` cut to `length` characters, with an ellipsis where it was cut."""
     value = "" if text is None else str(text)

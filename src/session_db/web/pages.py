@@ -237,33 +237,44 @@ def tree_rows(tree: Any) -> list[TreeRow]:
     The one place that knows the node type's fields (`session`, `children`), so a change
     to them is adapted here.
     """
-    rows: list[TreeRow] = []
+    totals: dict[uuid.UUID, tuple[Decimal, int]] = {}
 
-    def visit(node: Any, depth: int) -> tuple[Decimal, int]:
-        session = node.session
-        index = len(rows)
-        rows.append(None)  # type: ignore[arg-type]  # filled once the subtree is summed
-        cost, tokens = Decimal(session.total_cost or 0), int(session.total_tokens or 0)
+    def own(node: Any) -> tuple[Decimal, int]:
+        return Decimal(node.session.total_cost or 0), int(node.session.total_tokens or 0)
+
+    def total(node: Any) -> tuple[Decimal, int]:
+        cost, tokens = own(node)
         for child in node.children:
-            child_cost, child_tokens = visit(child, depth + 1)
+            child_cost, child_tokens = total(child)
             cost, tokens = cost + child_cost, tokens + child_tokens
-        rows[index] = TreeRow(
-            depth=depth,
-            slug=session.session_slug,
-            title=session.title,
-            role=str(session.session_role),
-            status=str(session.status),
-            started_at=session.started_at,
-            ended_at=session.ended_at,
-            own_cost=Decimal(session.total_cost or 0),
-            own_tokens=int(session.total_tokens or 0),
-            rolled_cost=cost,
-            rolled_tokens=tokens,
-            session_id=session.id,
-        )
+        totals[node.session.id] = (cost, tokens)
         return cost, tokens
 
-    visit(tree, 0)
+    rows: list[TreeRow] = []
+
+    def walk(node: Any, depth: int) -> None:
+        session = node.session
+        rows.append(
+            TreeRow(
+                depth=depth,
+                slug=session.session_slug,
+                title=session.title,
+                role=str(session.session_role),
+                status=str(session.status),
+                started_at=session.started_at,
+                ended_at=session.ended_at,
+                own_cost=own(node)[0],
+                own_tokens=own(node)[1],
+                rolled_cost=totals[session.id][0],
+                rolled_tokens=totals[session.id][1],
+                session_id=session.id,
+            )
+        )
+        for child in node.children:
+            walk(child, depth + 1)
+
+    total(tree)
+    walk(tree, 0)
     return rows
 
 
@@ -309,7 +320,10 @@ def _timeline(calls: list[Any], tree: list[TreeRow], now: datetime) -> Any:
     return charts.timeline(bars, now=now)
 
 
-def _task_rows(tasks: list[Any], edges: list[tuple[uuid.UUID, uuid.UUID]], ready: set[Any]):  # type: ignore[no-untyped-def]
+def _task_rows(
+    tasks: list[Any], edges: list[tuple[uuid.UUID, uuid.UUID]], ready: set[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """Each task in plan order, with its prerequisites, the unfinished ones, its readiness."""
     by_id = {task.id: task for task in tasks}
     waits: dict[uuid.UUID, list[Any]] = {}
     for task_id, prerequisite in edges:
