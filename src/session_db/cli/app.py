@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex, gemini)
-from session_db.cli import claude_commands, demo, queries, serve, sync_commands
+from session_db.cli import claude_commands, demo, queries, sync_commands
 from session_db.cli import db as db_commands
+from session_db.cli import serve as serve_command
 from session_db.cli.common import state
 
 app = typer.Typer(
@@ -36,7 +37,7 @@ app.command("demo")(demo.demo)
 app.add_typer(claude_commands.hook_app, name="hook")
 app.command("ingest")(claude_commands.ingest)
 app.add_typer(claude_commands.import_app, name="import")
-app.command("serve")(serve.serve)
+app.command("serve")(serve_command.serve)
 
 
 @app.callback(invoke_without_command=True)
