@@ -38,7 +38,7 @@ def serve(
         typer.Option("--allow-remote", help="Allow a --host other machines can reach (no login!)."),
     ] = False,
 ) -> None:
-    """Serve the read-only dashboard: overview, sessions, live events (needs session-db[web])."""
+    """Serve the read-only dashboard: overview, sessions, live events (needs the web extra)."""
     if not is_loopback(host) and not allow_remote:
         raise typer.BadParameter(
             f"{host} is reachable from other machines and the dashboard has no login; "
