@@ -220,7 +220,7 @@ class TreeRow:
     depth: int
     slug: str
     title: str | None
-    role: str
+    phase: str
     status: str
     started_at: datetime | None
     ended_at: datetime | None
@@ -234,40 +234,51 @@ class TreeRow:
 def tree_rows(tree: Any) -> list[TreeRow]:
     """Flatten `crud.get_session_tree`'s nested nodes, each with its subtree's cost.
 
-    The one place that knows the node type's fields (`session`, `children`), so a change
-    to them is adapted here.
+    The one place that knows the node type's fields, so a change to them is adapted
+    here. It reads both shapes the node has had: the session's columns on a `session`
+    attribute (with `id`), or on the node itself (with `session_id`); the subtree's
+    totals are summed here either way.
     """
-    totals: dict[uuid.UUID, tuple[Decimal, int]] = {}
+
+    def columns(node: Any) -> Any:
+        return getattr(node, "session", node)
+
+    def key(node: Any) -> uuid.UUID:
+        session = columns(node)
+        return getattr(session, "session_id", None) or session.id
 
     def own(node: Any) -> tuple[Decimal, int]:
-        return Decimal(node.session.total_cost or 0), int(node.session.total_tokens or 0)
+        session = columns(node)
+        return Decimal(session.total_cost or 0), int(session.total_tokens or 0)
+
+    totals: dict[uuid.UUID, tuple[Decimal, int]] = {}
 
     def total(node: Any) -> tuple[Decimal, int]:
         cost, tokens = own(node)
         for child in node.children:
             child_cost, child_tokens = total(child)
             cost, tokens = cost + child_cost, tokens + child_tokens
-        totals[node.session.id] = (cost, tokens)
+        totals[key(node)] = (cost, tokens)
         return cost, tokens
 
     rows: list[TreeRow] = []
 
     def walk(node: Any, depth: int) -> None:
-        session = node.session
+        session = columns(node)
         rows.append(
             TreeRow(
                 depth=depth,
                 slug=session.session_slug,
                 title=session.title,
-                role=str(session.session_role),
-                status=str(session.status),
+                phase=str(getattr(session.phase, "value", session.phase)),
+                status=str(getattr(session.status, "value", session.status)),
                 started_at=session.started_at,
                 ended_at=session.ended_at,
                 own_cost=own(node)[0],
                 own_tokens=own(node)[1],
-                rolled_cost=totals[session.id][0],
-                rolled_tokens=totals[session.id][1],
-                session_id=session.id,
+                rolled_cost=totals[key(node)][0],
+                rolled_tokens=totals[key(node)][1],
+                session_id=key(node),
             )
         )
         for child in node.children:
