@@ -13,7 +13,8 @@ database: a temp SQLite file, or with `--url postgresql+asyncpg://...` a databas
     python bench/run.py --json                 # the rows as JSON
 
 Benchmarks (`--only` takes these names): delivery, create_log, hook, import (when
-bench/bench_import.py exists), project_open, state_save, tree.
+bench/bench_import.py exists), project_open, state_save, tree, web (the dashboard's pages at
+1M events; needs the web extra).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ BENCHMARKS = (
     "project_open",
     "state_save",
     "tree",
+    "web",
 )
 # What a module's rows are compared with and in which unit, when it does not say.
 DEFAULTS: dict[str, dict[str, str]] = {

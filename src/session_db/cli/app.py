@@ -17,6 +17,7 @@ import typer
 import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex, gemini)
 from session_db.cli import claude_commands, demo, events, queries, sync_commands
 from session_db.cli import db as db_commands
+from session_db.cli import serve as serve_command
 from session_db.cli.common import state
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ app.command("demo")(demo.demo)
 app.add_typer(claude_commands.hook_app, name="hook")
 app.command("ingest")(claude_commands.ingest)
 app.add_typer(claude_commands.import_app, name="import")
+app.command("serve")(serve_command.serve)
 
 
 @app.callback(invoke_without_command=True)

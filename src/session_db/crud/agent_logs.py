@@ -316,12 +316,110 @@ async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
     await delete_row(db, AgentLog, log_id, ENTITY)
 
 
+class LogCursor(NamedTuple):
+    """Where a reader of new events stopped: the last row's (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+class EventSummary(NamedTuple):
+    """What a list of events shows of one: no payload, input or output (they can be large)."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    created_at: datetime
+    occurred_at: datetime
+    event_type: str
+    tool_name: str | None
+    agent_type: str | None
+    summary: str | None
+
+
+_SUMMARY_COLUMNS = [_TABLE.c[name] for name in EventSummary._fields]
+
+
+@translating_errors(ENTITY)
+async def get_latest_log_cursor(
+    db: AsyncSession, *, session_id: uuid.UUID | None = None
+) -> LogCursor | None:
+    """Return the (created_at, id) of the most recently stored event (of a session), if any."""
+    statement = select(AgentLog.created_at, AgentLog.id)
+    if session_id is not None:
+        statement = statement.where(AgentLog.session_id == session_id)
+    statement = statement.order_by(AgentLog.created_at.desc(), AgentLog.id.desc()).limit(1)
+    found = (await db.exec(statement)).first()
+    return None if found is None else LogCursor(*found)
+
+
+@translating_errors(ENTITY)
+async def list_event_summaries(
+    db: AsyncSession, session_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT
+) -> list[EventSummary]:
+    """Return a session's latest events, newest first, without their payloads."""
+    statement = (
+        sa.select(*_SUMMARY_COLUMNS)
+        .where(_TABLE.c.session_id == session_id)
+        .order_by(_TABLE.c.occurred_at.desc(), _TABLE.c.id.desc())
+    )
+    rows = (await db.exec(paginate(statement, limit, 0))).all()
+    return [EventSummary(*row) for row in rows]
+
+
+@translating_errors(ENTITY)
+async def list_agent_logs_after(
+    db: AsyncSession,
+    after: LogCursor | None,
+    *,
+    session_id: uuid.UUID | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[EventSummary]:
+    """Return events stored after `after` (all, without it), in the order they were stored.
+
+    Ordered by (created_at, id), not by when they happened: a late delivery of an old
+    event is new to a reader that follows the table. Without payloads.
+    """
+    statement = sa.select(*_SUMMARY_COLUMNS)
+    if session_id is not None:
+        statement = statement.where(_TABLE.c.session_id == session_id)
+    if after is not None:
+        statement = statement.where(
+            sa.or_(
+                _TABLE.c.created_at > after.created_at,
+                sa.and_(_TABLE.c.created_at == after.created_at, _TABLE.c.id > after.id),
+            )
+        )
+    statement = statement.order_by(_TABLE.c.created_at, _TABLE.c.id)
+    rows = (await db.exec(paginate(statement, limit, 0))).all()
+    return [EventSummary(*row) for row in rows]
+
+
+@translating_errors(ENTITY)
+async def count_agent_logs_up_to(db: AsyncSession, session_id: uuid.UUID, cap: int) -> int:
+    """Return how many events a session has, counting no further than `cap` + 1.
+
+    A page that says "10,000+" needs no exact count of a million rows; the count stops
+    after `cap` + 1 index entries, so a result above `cap` means "more than `cap`".
+    """
+    if cap < 0:
+        raise InvalidInputError(ENTITY, "cap", "must not be negative")
+    some = sa.select(_TABLE.c.id).where(_TABLE.c.session_id == session_id).limit(cap + 1)
+    statement = sa.select(func.count()).select_from(some.subquery())
+    return (await db.exec(statement)).one()[0]
+
+
 __all__ = [
+    "EventSummary",
+    "LogCursor",
     "add_agent_logs",
     "count_agent_logs",
+    "count_agent_logs_up_to",
     "create_agent_log",
     "delete_agent_log",
     "get_agent_log",
+    "get_latest_log_cursor",
     "list_agent_logs",
+    "list_agent_logs_after",
+    "list_event_summaries",
     "update_agent_log",
 ]

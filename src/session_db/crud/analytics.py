@@ -1,6 +1,11 @@
 """The questions the database exists to answer (seed 000's query patterns and seed 003's)."""
 
-from datetime import datetime
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, func
 from sqlalchemy.orm import aliased
@@ -336,10 +341,173 @@ def _by_canonical_model(lines: list[CostLine]) -> list[CostLine]:
     return sorted(merged.values(), key=lambda line: (-line.total_cost, line.key))
 
 
+# The dashboard's charts and token breakdowns --------------------------------------------
+
+DAILY_GROUPS = ("model", "project")
+
+
+@dataclass(frozen=True)
+class DailyCost:
+    """Tokens and cost of one group (a model or a project) on one UTC day."""
+
+    day: date
+    key: str
+    total_tokens: int
+    total_cost: Decimal
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """The four token kinds and the cost of one model's agent runs."""
+
+    model: str
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    total_cost: Decimal
+
+    @property
+    def total_tokens(self) -> int:
+        """All four token kinds together."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_write_tokens
+            + self.cache_read_tokens
+        )
+
+
+def _agent_time() -> Any:
+    return func.coalesce(Agent.started_at, Agent.created_at)
+
+
+def _utc_day(db: AsyncSession, moment: Any) -> Any:
+    """The UTC calendar day of a timestamp column, as 'YYYY-MM-DD' text on both engines."""
+    if db.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", moment), "YYYY-MM-DD")
+    return func.date(moment)  # SQLite stores the UTC wall time
+
+
+def _agent_tokens() -> Any:
+    return (
+        Agent.input_tokens
+        + Agent.output_tokens
+        + Agent.cache_creation_tokens
+        + Agent.cache_read_tokens
+    )
+
+
+@translating_errors(ENTITY)
+async def get_latest_usage_at(db: AsyncSession) -> datetime | None:
+    """Return when the most recent agent run started (its creation time if it has none)."""
+    return (await db.exec(select(func.max(_agent_time())))).one()
+
+
+@translating_errors(ENTITY)
+async def list_daily_cost(
+    db: AsyncSession,
+    by: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[DailyCost]:
+    """Tokens and cost of agent runs per UTC day and model (canonical name) or project.
+
+    One statement. A run counts on the day it started; `since` ≤ start < `until`.
+
+    Raises:
+        InvalidInputError: `by` is not one of DAILY_GROUPS, or the range is empty.
+    """
+    if by not in DAILY_GROUPS:
+        raise InvalidInputError(ENTITY, "by", f"{by!r} is not one of {', '.join(DAILY_GROUPS)}")
+    if since is not None and until is not None:
+        _check_range(since, until)
+    moment = _agent_time()
+    day = _utc_day(db, moment).label("day")
+    if by == "model":
+        key = func.coalesce(Agent.model, "(unknown)")
+        statement = select(day, key, func.sum(_agent_tokens()), func.sum(Agent.total_cost))
+    else:
+        key = func.coalesce(Project.name, "(no project)")
+        statement = (
+            select(day, key, func.sum(_agent_tokens()), func.sum(Agent.total_cost))
+            .join(Session, Session.id == Agent.session_id)
+            .outerjoin(Project, Project.id == Session.project_id)
+        )
+    if since is not None:
+        statement = statement.where(moment >= since)
+    if until is not None:
+        statement = statement.where(moment < until)
+    statement = statement.group_by(day, key).order_by(day, key)
+    merged: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for day_text, name, tokens, cost in (await db.exec(statement)).all():
+        if by == "model" and name != "(unknown)":
+            name = canonical_model_name(name)
+        tokens_before, cost_before = merged.get((day_text, name), (0, Decimal(0)))
+        merged[(day_text, name)] = (
+            tokens_before + int(tokens or 0),
+            cost_before + to_money(cost or 0),
+        )
+    return [
+        DailyCost(day=date.fromisoformat(str(day_text)), key=name, total_tokens=t, total_cost=c)
+        for (day_text, name), (t, c) in sorted(merged.items())
+    ]
+
+
+@translating_errors(ENTITY)
+async def list_model_usage(db: AsyncSession, session_ids: Iterable[uuid.UUID]) -> list[ModelUsage]:
+    """The token kinds and cost of these sessions' agent runs, per canonical model name.
+
+    One statement; the costliest model first.
+    """
+    wanted = list(set(session_ids))
+    if not wanted:
+        return []
+    key = func.coalesce(Agent.model, "(unknown)")
+    statement = (
+        select(
+            key,
+            func.count(Agent.id),
+            func.sum(Agent.input_tokens),
+            func.sum(Agent.output_tokens),
+            func.sum(Agent.cache_creation_tokens),
+            func.sum(Agent.cache_read_tokens),
+            func.sum(Agent.total_cost),
+        )
+        .where(Agent.session_id.in_(wanted))
+        .group_by(key)
+    )
+    merged: dict[str, list[Any]] = {}
+    for name, runs, inputs, outputs, writes, reads, cost in (await db.exec(statement)).all():
+        name = name if name == "(unknown)" else canonical_model_name(name)
+        seen = merged.setdefault(name, [0, 0, 0, 0, 0, Decimal(0)])
+        for index, value in enumerate((runs, inputs, outputs, writes, reads)):
+            seen[index] += int(value or 0)
+        seen[5] += to_money(cost or 0)
+    usage = [
+        ModelUsage(
+            model=name,
+            runs=runs,
+            input_tokens=inputs,
+            output_tokens=outputs,
+            cache_write_tokens=writes,
+            cache_read_tokens=reads,
+            total_cost=cost,
+        )
+        for name, (runs, inputs, outputs, writes, reads, cost) in merged.items()
+    ]
+    return sorted(usage, key=lambda line: (-line.total_cost, line.model))
+
+
 __all__ = [
+    "get_latest_usage_at",
     "list_cost_breakdown",
     "list_cost_by_project",
+    "list_daily_cost",
     "list_failed_agents",
+    "list_model_usage",
     "list_session_metrics",
     "list_sessions_with_checkpoints",
     "list_spawn_correlations",

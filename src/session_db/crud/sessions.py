@@ -439,6 +439,137 @@ async def upsert_session_by_slug(
     return row[0]
 
 
+# The dashboard's session listing --------------------------------------------------------
+
+# Sort keys of `search_sessions`, by the name a page's `?sort=` uses.
+SEARCH_SORTS = (
+    "started",
+    "activity",
+    "cost",
+    "tokens",
+    "title",
+    "slug",
+    "project",
+    "agent",
+    "phase",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class SessionListItem:
+    """One row of a session listing: the session and its project's name."""
+
+    session: Session
+    project_name: str | None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of a session listing and how many sessions match in all."""
+
+    items: list[SessionListItem]
+    total: int
+
+
+def _search_sort_column(sort: str) -> Any:
+    from session_db.models import Project
+
+    columns = {
+        "started": Session.started_at,
+        "activity": Session.last_activity_at,
+        "cost": Session.total_cost,
+        "tokens": Session.total_tokens,
+        "title": Session.title,
+        "slug": Session.session_slug,
+        "project": Project.name,
+        "agent": Session.source_app,
+        "phase": Session.phase,
+        "status": Session.status,
+    }
+    if sort not in columns:
+        raise InvalidInputError(ENTITY, "sort", f"{sort!r} is not one of {', '.join(SEARCH_SORTS)}")
+    return columns[sort]
+
+
+@translating_errors(ENTITY)
+async def search_sessions(
+    db: AsyncSession,
+    *,
+    query: str | None = None,
+    source_app: str | None = None,
+    phase: SessionPhase | str | None = None,
+    status: SessionStatus | str | None = None,
+    sort: str = "started",
+    descending: bool = True,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> SessionPage:
+    """Return a page of sessions whose title, slug or project name contains `query`.
+
+    Two statements: the page (with each session's project name) and the count. Sessions
+    without a value in the sort column come last either way.
+
+    Args:
+        query: Text to look for, case-insensitively, in the title, slug and project name.
+        source_app: The agent that recorded the session (`claude-code`, `amp`, ...).
+        sort: One of SEARCH_SORTS.
+
+    Raises:
+        InvalidInputError: A filter value or the sort key is not allowed, or paging is
+            out of range.
+    """
+    from session_db.models import Project
+
+    column = _search_sort_column(sort)
+    conditions = []
+    if query:
+        conditions.append(
+            or_(
+                col(Session.title).icontains(query, autoescape=True),
+                col(Session.session_slug).icontains(query, autoescape=True),
+                col(Project.name).icontains(query, autoescape=True),
+            )
+        )
+    if source_app:
+        conditions.append(Session.source_app == source_app)
+    if (value := enum_filter(SessionPhase, phase, ENTITY, "phase")) is not None:
+        conditions.append(Session.phase == value)
+    if (value := enum_filter(SessionStatus, status, ENTITY, "status")) is not None:
+        conditions.append(Session.status == value)
+    order = column.desc() if descending else column.asc()
+    statement = (
+        select(Session, Project.name)
+        .outerjoin(Project, Project.id == Session.project_id)
+        .where(*conditions)
+        .order_by(order.nulls_last(), Session.id.desc() if descending else Session.id)
+    )
+    rows = (await db.exec(paginate(statement, limit, offset))).all()
+    counted = (
+        select(func.count())
+        .select_from(Session)
+        .outerjoin(Project, Project.id == Session.project_id)
+        .where(*conditions)
+    )
+    total = (await db.exec(counted)).one()
+    return SessionPage(
+        items=[SessionListItem(session=session, project_name=name) for session, name in rows],
+        total=total,
+    )
+
+
+@translating_errors(ENTITY)
+async def list_source_apps(db: AsyncSession) -> list[str]:
+    """Return the agents that recorded sessions (each `source_app` once), sorted."""
+    statement = (
+        select(Session.source_app)
+        .where(col(Session.source_app).is_not(None))
+        .distinct()
+        .order_by(Session.source_app)
+    )
+    return [app for app in (await db.exec(statement)).all() if app]
+
+
 __all__ = [
     "count_sessions",
     "create_session",
@@ -448,7 +579,9 @@ __all__ = [
     "get_session",
     "get_session_by_slug",
     "list_sessions",
+    "list_source_apps",
     "record_session_activity",
+    "search_sessions",
     "update_session",
     "upsert_session_by_slug",
 ]

@@ -8,7 +8,8 @@ two batches that both carry part of one call merge instead of duplicating it.
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -203,10 +204,39 @@ async def list_tool_calls(
     return [_read(row) for row in rows]
 
 
+class ToolCallSpan(NamedTuple):
+    """When a call ran and how it ended: a timeline's bar (no input or response)."""
+
+    id: uuid.UUID
+    tool_name: str | None
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+    error: str | None
+    subagent_session_id: uuid.UUID | None
+
+
+@translating_errors(ENTITY)
+async def list_tool_call_spans(
+    db: AsyncSession, session_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT
+) -> list[ToolCallSpan]:
+    """Return a session's tool calls in start order, without their input and response."""
+    statement = (
+        select(*(_TABLE.c[name] for name in ToolCallSpan._fields))
+        .where(_TABLE.c.session_id == session_id)
+        .order_by(_TABLE.c.started_at, _TABLE.c.id)
+    )
+    rows = (await db.exec(paginate(statement, limit, 0))).all()
+    return [ToolCallSpan(*row) for row in rows]
+
+
 __all__ = [
+    "ToolCallSpan",
     "find_tool_calls",
     "get_tool_call",
     "list_running_unkeyed_tool_calls",
+    "list_tool_call_spans",
     "list_tool_calls",
     "save_tool_calls",
 ]

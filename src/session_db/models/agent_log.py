@@ -92,6 +92,8 @@ class AgentLog(AgentLogBase, table=True):
         sa.CheckConstraint("parent_session_id <> session_id", name="parent_not_self"),
         # The hot query: a session's events in time order.
         sa.Index(None, "session_id", "occurred_at"),
+        # A reader following a session's new rows (the dashboard's live stream).
+        sa.Index(None, "session_id", "created_at"),
         sa.Index(None, "wave_id", "occurred_at"),
         sa.Index(None, "session_depth", "event_type"),
         sa.Index(None, "event_type", "occurred_at"),
