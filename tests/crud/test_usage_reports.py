@@ -285,9 +285,53 @@ async def test_the_real_transcripts_report_the_imported_figures(
         136 - 1 + 5_108,
     )
     assert daily.cost_sources == {"reported": 0, "computed": 152, "unpriced": 0}
-    assert sessions.totals == daily.totals.model_copy(update={"breakdown": []})
+    figures = {"breakdown", "first_at", "last_at"}  # daily rows show no activity span
+    assert sessions.totals.model_dump(exclude=figures) == daily.totals.model_dump(exclude=figures)
     assert [row.key for row in sessions.rows] == [  # the subagent ended first
         "4d5611e5-241a-462a-8d15-5122611a9569/agent-a2898e3",
         "4d5611e5-241a-462a-8d15-5122611a9569",
     ]
     assert sum(row.cost for row in blocks.rows) == daily.totals.cost
+
+
+async def test_usage_hours_follow_a_larger_count_a_deletion_and_a_deleted_session(
+    db: AsyncSession,
+) -> None:
+    session = await a_session(db, "s1")
+    at = utc("2026-02-12 10:15")
+    line = {
+        "session_id": session,
+        "message_id": "msg_01PdWvcjJ6E9BgscDveYt9YV",
+        "request_id": "req_011CY4bL6qyZ1BwCsAdgBm6L",
+        "model": OPUS,
+        **RESPONSE,
+        "cost": Decimal("0.1"),
+        "cost_source": "computed",
+        "occurred_at": at,
+    }
+    await crud.add_usage_records(db, [line])
+    # The response's last line: its full output, and the client's own cost.
+    written = await crud.add_usage_records(
+        db, [{**line, "output_tokens": 5_108, "cost": Decimal("0.2"), "cost_source": "reported"}]
+    )
+    found = await report(db)
+    assert found.cost_sources == {"reported": 1, "computed": 0, "unpriced": 0}
+    assert (found.totals.output_tokens, found.totals.cost) == (5_108, Decimal("0.2"))
+    await crud.delete_usage_records(db, written.values())
+    assert (await report(db)).rows == []
+    other = await a_session(db, "s2")
+    await responses(db, other, [at, at + timedelta(hours=3)])
+    assert len((await report(db, "blocks")).rows) == 1
+    await crud.delete_session(db, other)
+    assert (await report(db, "blocks")).rows == []
+
+
+async def test_part_hours_at_the_ends_of_a_range_count_exactly(db: AsyncSession) -> None:
+    session = await a_session(db, "s1")
+    await responses(
+        db, session, [utc("2026-02-12 10:10"), utc("2026-02-12 10:50"), utc("2026-02-12 12:20")]
+    )
+    found = await report(db, since=utc("2026-02-12 10:30"), until=utc("2026-02-12 12:30"))
+    assert sum(found.cost_sources.values()) == 2  # 10:50 and 12:20, not 10:10
+    within = await report(db, since=utc("2026-02-12 10:05"), until=utc("2026-02-12 10:20"))
+    assert sum(within.cost_sources.values()) == 1

@@ -17,7 +17,6 @@ last activity are enough for that: a block's edges are whole hours.
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db.crud._base import translating_errors
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.model_names import canonical_model_name
-from session_db.models import Agent, Project, Session, UsageRecord
+from session_db.models import Agent, Project, Session, UsageHour, UsageRecord
 from session_db.models.base import MONEY_SCALE, to_money, utcnow
 from session_db.models.reports import COST_SOURCES, UsageQuery, UsageReport, UsageRow
 from session_db.models.sdk_store import SdkStoreSession
@@ -118,14 +117,19 @@ def _bucket(dialect: str, moment: Any, quarter: bool) -> Any:
 
 
 def _bucket_start(value: Any) -> datetime:
-    """A bucket as `_bucket` computed it, as an aware UTC time."""
+    """A bucket as `_bucket` computed it (or `usage_hours.hour`), as an aware UTC time."""
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC)
-    text = str(value)
-    start = datetime.strptime(text[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
-    if len(text) > 13:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    text = str(value)  # 'YYYY-MM-DD HH', 'YYYY-MM-DD HH:q' or a stored hour
+    start = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), tzinfo=UTC)
+    if 13 < len(text) <= 16:  # a quarter hour: its number after the colon
         start += timedelta(minutes=15 * int(text[14:]))
     return start
+
+
+def _hour_start(value: Any) -> datetime:
+    """The UTC hour a bucket lies in (blocks start on UTC hours)."""
+    return _bucket_start(value).replace(minute=0)
 
 
 def _cost_sum(dialect: str, cost: Any) -> Any:
@@ -135,24 +139,11 @@ def _cost_sum(dialect: str, cost: Any) -> Any:
     return sa.func.coalesce(sa.func.sum(cost), 0)
 
 
-def _money(dialect: str, value: Any) -> Decimal:
-    if dialect == "sqlite":
-        return to_money(Decimal(int(value)) / _NANO)
-    return to_money(value)
-
-
-@dataclass
-class _Fact:
-    """One group of the SQL: a bucket (a UTC time or a session), a model, a cost source."""
-
-    bucket: Any
-    model: str
-    source: str
-    tokens: list[int]
-    cost: Decimal
-    count: int
-    first_at: datetime | None
-    last_at: datetime | None
+# One group of the SQL: (bucket, model, input, output, cache write, cache read, cost,
+# (reported, computed, unpriced) responses, first, last); the bucket is a UTC hour or a
+# session's id; the cost a Decimal, or whole nano-dollars on SQLite.
+_Span = datetime | None
+_Fact = tuple[Any, str, int, int, int, int, Decimal | int, tuple[int, int, int], _Span, _Span]
 
 
 def _utc(value: Any) -> datetime | None:
@@ -163,6 +154,37 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _as_text(column: Any) -> Any:
+    return sa.type_coerce(column, sa.String)
+
+
+def _hour_up(moment: datetime) -> datetime:
+    floor = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _hour_down(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ranges(
+    since: datetime | None, until: datetime | None, quarter: bool
+) -> tuple[tuple[datetime | None, datetime | None] | None, list[tuple[Any, Any]]]:
+    """The whole hours `usage_hours` answers for, and the edges only the records can."""
+    if quarter:
+        return None, [(since, until)]
+    low = None if since is None else _hour_up(since)
+    high = None if until is None else _hour_down(until)
+    if low is not None and high is not None and low >= high:
+        return None, [(since, until)]
+    edges = []
+    if since is not None and low != since:
+        edges.append((since, low))
+    if until is not None and high != until:
+        edges.append((high, until))
+    return (low, high), edges
+
+
 async def _facts(
     db: AsyncSession,
     query: UsageQuery,
@@ -171,142 +193,278 @@ async def _facts(
     sessions: sa.Select[Any] | None,
     quarter: bool,
 ) -> list[_Fact]:
-    """The records' and the record-less agents' sums, grouped by bucket, model, source."""
+    """The usage's sums, grouped by bucket (a UTC hour or a session), model and source.
+
+    Whole hours come from `usage_hours`; the part of an hour at either end of the range,
+    and every hour in a zone whose offset is not whole hours, from the records; agent
+    runs without records from their own counters.
+    """
     connection = await db.connection()
     dialect = connection.dialect.name
     records = UsageRecord.__table__.c  # type: ignore[attr-defined]
+    hours = UsageHour.__table__.c  # type: ignore[attr-defined]
     agents = Agent.__table__.c  # type: ignore[attr-defined]
     record_time = sa.func.coalesce(records.occurred_at, records.created_at)
     agent_time = sa.func.coalesce(agents.started_at, agents.completed_at, agents.created_at)
     has_records = sa.exists().where(records.agent_id == agents.id)
-    sources: list[tuple[Any, Any, Any, list[Any], Any, Any, list[Any]]] = [
-        (
-            records,
-            record_time,
-            records.model,
-            [
-                records.input_tokens,
-                records.output_tokens,
-                records.cache_creation_tokens,
-                records.cache_read_tokens,
-            ],
-            records.cost,
-            records.cost_source,
-            [],
-        ),
+    tokens = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+    by_session = query.period == "session"
+    whole, edges = _ranges(since, until, quarter)
+    # (table, time, bucket, model, source, responses a row holds, tokens, cost, first,
+    # last, time spans, other conditions)
+    selects: list[tuple[Any, ...]] = []
+    if whole is not None:
+        selects.append(
+            (
+                hours,
+                hours.hour,
+                hours.session_id
+                if by_session
+                else (sa.type_coerce(hours.hour, sa.String) if dialect == "sqlite" else hours.hour),
+                hours.model,
+                hours.cost_source,
+                hours.responses,
+                [hours[name] for name in tokens],
+                hours.cost,
+                sa.func.min(hours.first_at),
+                sa.func.max(hours.last_at),
+                [whole],
+                [],
+            )
+        )
+    if edges:
+        selects.append(
+            (
+                records,
+                record_time,
+                records.session_id if by_session else _bucket(dialect, record_time, quarter),
+                records.model,
+                records.cost_source,
+                sa.literal(1),
+                [records[name] for name in tokens],
+                records.cost,
+                sa.func.min(record_time),
+                sa.func.max(record_time),
+                edges,
+                [],
+            )
+        )
+    selects.append(
         (
             agents,
             agent_time,
+            agents.session_id if by_session else _bucket(dialect, agent_time, quarter),
             sa.func.coalesce(agents.model, UNKNOWN_MODEL),
-            [
-                agents.input_tokens,
-                agents.output_tokens,
-                agents.cache_creation_tokens,
-                agents.cache_read_tokens,
-            ],
-            agents.total_cost,
             # An agent's own total is what its client (or session folder) reported.
             sa.case((agents.total_cost > 0, "reported"), else_="unpriced"),
+            sa.literal(1),
+            [agents[name] for name in tokens],
+            agents.total_cost,
+            sa.func.min(agent_time),
+            sa.func.max(agent_time),
+            [(since, until)],
             [
                 ~has_records,
-                (
-                    agents.input_tokens
-                    + agents.output_tokens
-                    + agents.cache_creation_tokens
-                    + agents.cache_read_tokens
-                    > 0
-                )
+                (sum((agents[name] for name in tokens), sa.literal(0)) > 0)
                 | (agents.total_cost > 0),
             ],
-        ),
-    ]
-    facts: list[_Fact] = []
-    for table, moment, model, tokens, cost, source, extra in sources:
-        bucket = (
-            table.session_id if query.period == "session" else _bucket(dialect, moment, quarter)
         )
+    )
+    timed = query.period in ("session", "blocks")
+    sqlite = dialect == "sqlite"
+    facts: list[_Fact] = []
+    for (
+        table,
+        moment,
+        bucket,
+        model,
+        source,
+        weight,
+        sums,
+        cost,
+        first,
+        last,
+        spans,
+        extra,
+    ) in selects:
         statement = sa.select(
             bucket,
             model,
-            source,
-            *(sa.func.coalesce(sa.func.sum(column), 0) for column in tokens),
+            *(sa.func.coalesce(sa.func.sum(column), 0) for column in sums),
             _cost_sum(dialect, cost),
-            sa.func.count(),
-            sa.func.min(moment),
-            sa.func.max(moment),
+            # Counted per source in SQL, so a bucket and model make one row.
+            *(
+                sa.func.coalesce(sa.func.sum(sa.case((source == name, weight), else_=0)), 0)
+                for name in COST_SOURCES
+            ),
+            # Only sessions and blocks show their first and last activity (as text on
+            # SQLite: `datetime.fromisoformat` reads it faster than the driver's type).
+            (_as_text(first) if timed and sqlite else first if timed else sa.null()).label(
+                "first_at"
+            ),
+            (_as_text(last) if timed and sqlite else last if timed else sa.null()).label("last_at"),
         ).where(*extra)
-        if since is not None:
-            statement = statement.where(moment >= since)
-        if until is not None:
-            statement = statement.where(moment < until)
+        limits = []
+        for low, high in spans:
+            limit = []
+            if low is not None:
+                limit.append(moment >= low)
+            if high is not None:
+                limit.append(moment < high)
+            limits.append(sa.and_(sa.true(), *limit))
+        statement = statement.where(sa.or_(*limits))
         if sessions is not None:
             statement = statement.where(table.session_id.in_(sessions))
         # By position: PostgreSQL would not see `date_trunc($1, ...)` in the select list
         # and `date_trunc($4, ...)` in GROUP BY as one expression.
-        statement = statement.group_by(sa.text("1, 2, 3"))
-        for row in (await connection.execute(statement)).all():
-            key, name, kind, *sums, amount, count, first, last = row
+        statement = statement.group_by(sa.text("1, 2"))
+        for key, name, i, o, w, r, amount, reported, computed, unpriced, first, last in (
+            await connection.execute(statement)
+        ).all():
             facts.append(
-                _Fact(
-                    bucket=key,
-                    model=name,
-                    source=str(kind),
-                    tokens=[int(value) for value in sums],
-                    cost=_money(dialect, amount),
-                    count=int(count),
-                    first_at=_utc(first),
-                    last_at=_utc(last),
+                (
+                    key,
+                    name,
+                    int(i),
+                    int(o),
+                    int(w),
+                    int(r),
+                    # SQLite's exact sums are whole nano-dollars: kept so until the end.
+                    int(amount) if sqlite else Decimal(amount),
+                    (int(reported), int(computed), int(unpriced)),
+                    _utc(first) if timed else None,
+                    _utc(last) if timed else None,
                 )
             )
     return facts
 
 
-@dataclass
 class _Sum:
-    """A row being added up."""
+    """Tokens, cost, cost sources and activity span being added up."""
 
-    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    cost: Decimal = Decimal(0)
-    sources: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COST_SOURCES, 0))
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-    models: dict[str, "_Sum"] = field(default_factory=dict)
+    __slots__ = (
+        "cache_read",
+        "cache_write",
+        "cost",
+        "first_at",
+        "input",
+        "last_at",
+        "output",
+        "sources",
+    )
 
-    def add(self, fact: _Fact, *, by_model: bool = True) -> None:
-        self.tokens = [a + b for a, b in zip(self.tokens, fact.tokens, strict=True)]
-        self.cost += fact.cost
-        self.sources[fact.source] = self.sources.get(fact.source, 0) + fact.count
-        if fact.first_at is not None:
-            self.first_at = min(filter(None, (self.first_at, fact.first_at)))
-        if fact.last_at is not None:
-            self.last_at = max(filter(None, (self.last_at, fact.last_at)))
-        if by_model:
-            name = fact.model if fact.model == UNKNOWN_MODEL else canonical_model_name(fact.model)
-            self.models.setdefault(name, _Sum()).add(fact, by_model=False)
+    def __init__(self) -> None:
+        self.input = self.output = self.cache_write = self.cache_read = 0
+        self.cost: Decimal | int = 0
+        self.first_at: datetime | None = None
+        self.last_at: datetime | None = None
+        self.sources = [0, 0, 0]  # in COST_SOURCES order
 
-    def row(self, key: str, label: str, breakdown: bool, **extra: Any) -> UsageRow:
-        models = sorted(self.models, key=lambda name: (-self.models[name].cost, name))
-        values: dict[str, Any] = dict(
+    def add(self, fact: _Fact) -> None:
+        _, _, i, o, w, r, cost, (reported, computed, unpriced), first, last = fact
+        self.input += i
+        self.output += o
+        self.cache_write += w
+        self.cache_read += r
+        self.cost += cost
+        sources = self.sources
+        sources[0] += reported
+        sources[1] += computed
+        sources[2] += unpriced
+        if first is not None or last is not None:
+            self._span(first, last)
+
+    def merge(self, other: "_Sum") -> None:
+        self.input += other.input
+        self.output += other.output
+        self.cache_write += other.cache_write
+        self.cache_read += other.cache_read
+        self.cost += other.cost
+        self.sources = [a + b for a, b in zip(self.sources, other.sources, strict=True)]
+        self._span(other.first_at, other.last_at)
+
+    @property
+    def money(self) -> Decimal:
+        if isinstance(self.cost, int):
+            return to_money(Decimal(self.cost).scaleb(-MONEY_SCALE))
+        return to_money(self.cost)
+
+    def _span(self, first: datetime | None, last: datetime | None) -> None:
+        if first is not None and (self.first_at is None or first < self.first_at):
+            self.first_at = first
+        if last is not None and (self.last_at is None or last > self.last_at):
+            self.last_at = last
+
+    def row(self, key: str, label: str, models: list[str], **extra: Any) -> UsageRow:
+        return UsageRow(
             key=key,
             label=label,
-            input_tokens=self.tokens[0],
-            output_tokens=self.tokens[1],
-            cache_write_tokens=self.tokens[2],
-            cache_read_tokens=self.tokens[3],
-            total_tokens=sum(self.tokens),
-            cost=to_money(self.cost),
+            input_tokens=self.input,
+            output_tokens=self.output,
+            cache_write_tokens=self.cache_write,
+            cache_read_tokens=self.cache_read,
+            total_tokens=self.input + self.output + self.cache_write + self.cache_read,
+            cost=self.money,
             models=models,
-            cost_sources=dict(self.sources),
+            cost_sources=dict(zip(COST_SOURCES, self.sources, strict=True)),
             first_at=self.first_at,
             last_at=self.last_at,
-            breakdown=(
-                [self.models[name].row(name, name, False, models=[name]) for name in models]
-                if breakdown
-                else []
-            ),
+            **extra,
         )
-        values.update(extra)
-        return UsageRow(**values)
+
+
+class _Group:
+    """A row being added up: per canonical model, then all of them."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, _Sum] = {}
+
+    def add(self, model: str, fact: _Fact) -> None:
+        found = self.models.get(model)
+        if found is None:
+            found = self.models[model] = _Sum()
+        found.add(fact)
+
+    def merge(self, other: "_Group") -> None:
+        for model, figures in other.models.items():
+            found = self.models.get(model)
+            if found is None:
+                found = self.models[model] = _Sum()
+            found.merge(figures)
+
+    def row(self, key: str, label: str, breakdown: bool, **extra: Any) -> UsageRow:
+        total = _Sum()
+        for figures in self.models.values():
+            total.merge(figures)
+        names = sorted(self.models, key=lambda name: (-self.models[name].cost, name))
+        lines = [self.models[name].row(name, name, [name]) for name in names] if breakdown else []
+        return total.row(key, label, names, breakdown=lines, **extra)
+
+
+class _Names(dict[str, str]):
+    """Canonical model names, each id worked out once."""
+
+    def __missing__(self, model: str) -> str:
+        name = model if model == UNKNOWN_MODEL else canonical_model_name(model)
+        self[model] = name
+        return name
+
+
+def _grouped(facts: Iterable[_Fact], key_of: Any) -> dict[Any, _Group]:
+    """The facts added up per `key_of(bucket)` (cached per bucket) and canonical model."""
+    names = _Names()
+    keys: dict[Any, Any] = {}
+    groups: dict[Any, _Group] = {}
+    for fact in facts:
+        bucket = fact[0]
+        key = keys.get(bucket)
+        if key is None:
+            key = keys[bucket] = key_of(bucket)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group()
+        group.add(names[fact[1]], fact)
+    return groups
 
 
 def _period(start: datetime, period: str, zone: ZoneInfo) -> tuple[str, str, date, date]:
@@ -328,50 +486,54 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone)
 
 
-def _by_period(facts: Iterable[_Fact], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
-    sums: dict[tuple[str, str, date, date], _Sum] = {}
-    for fact in facts:
-        key = _period(_bucket_start(fact.bucket), query.period, zone)
-        sums.setdefault(key, _Sum()).add(fact)
+def _by_period(groups: dict[Any, _Group], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
+    periods: dict[tuple[str, str, date, date], _Group] = {}
+    for hour, group in groups.items():
+        key = _period(hour, query.period, zone)
+        found = periods.get(key)
+        if found is None:
+            found = periods[key] = _Group()
+        found.merge(group)
     return [
-        total.row(
+        group.row(
             key,
             label,
             query.breakdown,
             start=_midnight(first, zone),
             end=_midnight(after, zone),
         )
-        for (key, label, first, after), total in sorted(sums.items(), key=lambda kv: kv[0][2])
+        for (key, label, first, after), group in sorted(periods.items(), key=lambda kv: kv[0][2])
     ]
 
 
-def _by_block(facts: Iterable[_Fact], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
-    hours: dict[datetime, list[_Fact]] = {}
-    for fact in facts:
-        start = _bucket_start(fact.bucket)
-        hours.setdefault(start.replace(minute=0), []).append(fact)
-    blocks: list[tuple[datetime, _Sum]] = []
-    for _hour, group in sorted(hours.items()):
-        first = min(f.first_at for f in group if f.first_at is not None)
+def _span(group: _Group) -> tuple[datetime | None, datetime | None]:
+    firsts = [s.first_at for s in group.models.values() if s.first_at is not None]
+    lasts = [s.last_at for s in group.models.values() if s.last_at is not None]
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
+def _by_block(groups: dict[Any, _Group], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
+    blocks: list[tuple[datetime, _Group, list[datetime | None]]] = []
+    for hour, group in sorted(groups.items()):
+        first, last = _span(group)
+        first = first or hour
         current = blocks[-1] if blocks else None
-        if (
-            current is None
-            or first >= current[0] + BLOCK
-            or current[1].last_at is None
-            or first - current[1].last_at > BLOCK
-        ):
-            current = (first.astimezone(UTC).replace(minute=0, second=0, microsecond=0), _Sum())
+        if current is None or first >= current[0] + BLOCK:
+            # A gap of more than five hours always ends past the block, so this one rule
+            # also starts the block after a gap.
+            current = (hour, _Group(), [None])
             blocks.append(current)
-        for fact in group:
-            current[1].add(fact)
+        current[1].merge(group)
+        if last is not None and (current[2][0] is None or last > current[2][0]):
+            current[2][0] = last
     now = _aware(query.now, zone) or utcnow()
     rows = []
-    for start, total in blocks:
+    for start, group, (last,) in blocks:
         end = start + BLOCK
-        active = total.last_at is not None and now - total.last_at < BLOCK and start <= now < end
+        active = last is not None and now - last < BLOCK and start <= now < end
         local = start.astimezone(zone)
         rows.append(
-            total.row(
+            group.row(
                 start.isoformat(),
                 f"{local:%Y-%m-%d %H:%M}" + (" (active)" if active else ""),
                 query.breakdown,
@@ -384,15 +546,12 @@ def _by_block(facts: Iterable[_Fact], query: UsageQuery, zone: ZoneInfo) -> list
 
 
 async def _by_session(
-    db: AsyncSession, facts: Iterable[_Fact], query: UsageQuery
+    db: AsyncSession, groups: dict[Any, _Group], query: UsageQuery
 ) -> list[UsageRow]:
-    sums: dict[Any, _Sum] = {}
-    for fact in facts:
-        sums.setdefault(fact.bucket, _Sum()).add(fact)
-    if not sums:
+    if not groups:
         return []
     names: dict[Any, tuple[str, str | None]] = {}
-    ids = list(sums)
+    ids = list(groups)
     for page in range(0, len(ids), 1000):  # bounded: one statement per 1,000 sessions
         rows = await db.exec(
             sa.select(Session.id, Session.session_slug, Session.title).where(  # type: ignore[call-overload]
@@ -400,19 +559,18 @@ async def _by_session(
             )
         )
         names.update({sid: (slug, title) for sid, slug, title in rows.all()})
-    ordered = sorted(
-        sums.items(),
-        key=lambda kv: (kv[1].last_at or datetime.min.replace(tzinfo=UTC), names[kv[0]][0]),
-    )
+    spans = {sid: _span(group) for sid, group in groups.items()}
+    earliest = datetime.min.replace(tzinfo=UTC)
+    ordered = sorted(groups, key=lambda sid: (spans[sid][1] or earliest, names[sid][0]))
     return [
-        total.row(
+        groups[sid].row(
             names[sid][0],
             names[sid][1] or names[sid][0],
             query.breakdown,
-            start=total.first_at,
-            end=total.last_at,
+            start=spans[sid][0],
+            end=spans[sid][1],
         )
-        for sid, total in ordered
+        for sid in ordered
     ]
 
 
@@ -456,13 +614,16 @@ async def list_usage_report(db: AsyncSession, query: UsageQuery) -> UsageReport:
     quarter = query.period not in ("session", "blocks") and not _whole_hours(zone)
     facts = await _facts(db, query, since, until, sessions, quarter)
     if query.period == "session":
-        rows = await _by_session(db, facts, query)
-    elif query.period == "blocks":
-        rows = _by_block(facts, query, zone)
+        groups = _grouped(facts, lambda bucket: bucket)
+        rows = await _by_session(db, groups, query)
     else:
-        rows = _by_period(facts, query, zone)
-    total = _Sum()
-    for fact in facts:
-        total.add(fact)
+        groups = _grouped(facts, _hour_start if query.period == "blocks" else _bucket_start)
+        if query.period == "blocks":
+            rows = _by_block(groups, query, zone)
+        else:
+            rows = _by_period(groups, query, zone)
+    total = _Group()
+    for group in groups.values():
+        total.merge(group)
     totals = total.row("total", "Total", query.breakdown)
     return UsageReport(rows=rows, totals=totals, cost_sources=dict(totals.cost_sources))
