@@ -118,6 +118,7 @@ def plan(records: int, seed: int = 15) -> tuple[list[dict[str, Any]], list[tuple
                 "session_slug": f"{app}:{number:06d}-{sid.hex[:8]}",
                 "source_app": app,
                 "started_at": start,
+                "session_metadata": {},
             }
         )
         at = start

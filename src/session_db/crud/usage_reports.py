@@ -149,13 +149,18 @@ _Fact = tuple[Any, str, int, int, int, int, Decimal | int, tuple[int, int, int],
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _as_text(column: Any) -> Any:
-    return sa.type_coerce(column, sa.String)
+def _raw_time(dialect: str, column: Any) -> Any:
+    """A time column read as the driver gives it: SQLite's text (`datetime.fromisoformat`
+    reads it faster than the type's parser), asyncpg's aware datetime (not converted
+    again per value), for the tens of thousands of rows of a year."""
+    return sa.type_coerce(column, sa.String if dialect == "sqlite" else sa.DateTime(timezone=True))
 
 
 def _hour_up(moment: datetime) -> datetime:
@@ -218,9 +223,7 @@ async def _facts(
             (
                 hours,
                 hours.hour,
-                hours.session_id
-                if by_session
-                else (sa.type_coerce(hours.hour, sa.String) if dialect == "sqlite" else hours.hour),
+                hours.session_id if by_session else _raw_time(dialect, hours.hour),
                 hours.model,
                 hours.cost_source,
                 hours.responses,
@@ -290,19 +293,20 @@ async def _facts(
         statement = sa.select(
             bucket,
             model,
-            *(sa.func.coalesce(sa.func.sum(column), 0) for column in sums),
+            # BIGINT: PostgreSQL's sum of BIGINTs is NUMERIC, slower to read back.
+            *(sa.cast(sa.func.coalesce(sa.func.sum(column), 0), sa.BigInteger) for column in sums),
             _cost_sum(dialect, cost),
             # Counted per source in SQL, so a bucket and model make one row.
             *(
-                sa.func.coalesce(sa.func.sum(sa.case((source == name, weight), else_=0)), 0)
+                sa.cast(
+                    sa.func.coalesce(sa.func.sum(sa.case((source == name, weight), else_=0)), 0),
+                    sa.BigInteger,
+                )
                 for name in COST_SOURCES
             ),
-            # Only sessions and blocks show their first and last activity (as text on
-            # SQLite: `datetime.fromisoformat` reads it faster than the driver's type).
-            (_as_text(first) if timed and sqlite else first if timed else sa.null()).label(
-                "first_at"
-            ),
-            (_as_text(last) if timed and sqlite else last if timed else sa.null()).label("last_at"),
+            # Only sessions and blocks show their first and last activity.
+            (_raw_time(dialect, first) if timed else sa.null()).label("first_at"),
+            (_raw_time(dialect, last) if timed else sa.null()).label("last_at"),
         ).where(*extra)
         limits = []
         for low, high in spans:
@@ -487,13 +491,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 
 
 def _by_period(groups: dict[Any, _Group], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
-    periods: dict[tuple[str, str, date, date], _Group] = {}
-    for hour, group in groups.items():
-        key = _period(hour, query.period, zone)
-        found = periods.get(key)
-        if found is None:
-            found = periods[key] = _Group()
-        found.merge(group)
+    """The rows of periods `groups` is keyed by (see `_period`), in time order."""
     return [
         group.row(
             key,
@@ -502,7 +500,7 @@ def _by_period(groups: dict[Any, _Group], query: UsageQuery, zone: ZoneInfo) -> 
             start=_midnight(first, zone),
             end=_midnight(after, zone),
         )
-        for (key, label, first, after), group in sorted(periods.items(), key=lambda kv: kv[0][2])
+        for (key, label, first, after), group in sorted(groups.items(), key=lambda kv: kv[0][2])
     ]
 
 
@@ -512,24 +510,38 @@ def _span(group: _Group) -> tuple[datetime | None, datetime | None]:
     return (min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
+def _block_starts(facts: list[_Fact]) -> dict[Any, datetime]:
+    """The start of the block each bucket's hour falls in (ccusage's blocks)."""
+    hours: dict[Any, tuple[datetime, datetime | None, datetime | None]] = {}
+    for fact in facts:
+        bucket, first, last = fact[0], fact[8], fact[9]
+        seen = hours.get(bucket)
+        if seen is None:
+            hours[bucket] = (_hour_start(bucket), first, last)
+        else:
+            hours[bucket] = (
+                seen[0],
+                first if seen[1] is None or (first is not None and first < seen[1]) else seen[1],
+                last if seen[2] is None or (last is not None and last > seen[2]) else seen[2],
+            )
+    starts: dict[Any, datetime] = {}
+    start: datetime | None = None
+    for bucket, (hour, first, _last) in sorted(hours.items(), key=lambda kv: kv[1][0]):
+        # A gap of more than five hours always ends past the block, so this one rule
+        # also starts the block after a gap.
+        if start is None or (first or hour) >= start + BLOCK:
+            start = hour
+        starts[bucket] = start
+    return starts
+
+
 def _by_block(groups: dict[Any, _Group], query: UsageQuery, zone: ZoneInfo) -> list[UsageRow]:
-    blocks: list[tuple[datetime, _Group, list[datetime | None]]] = []
-    for hour, group in sorted(groups.items()):
-        first, last = _span(group)
-        first = first or hour
-        current = blocks[-1] if blocks else None
-        if current is None or first >= current[0] + BLOCK:
-            # A gap of more than five hours always ends past the block, so this one rule
-            # also starts the block after a gap.
-            current = (hour, _Group(), [None])
-            blocks.append(current)
-        current[1].merge(group)
-        if last is not None and (current[2][0] is None or last > current[2][0]):
-            current[2][0] = last
+    """The rows of blocks `groups` is keyed by (their starts), in time order."""
     now = _aware(query.now, zone) or utcnow()
     rows = []
-    for start, group, (last,) in blocks:
+    for start, group in sorted(groups.items()):
         end = start + BLOCK
+        last = _span(group)[1]
         active = last is not None and now - last < BLOCK and start <= now < end
         local = start.astimezone(zone)
         rows.append(
@@ -616,12 +628,12 @@ async def list_usage_report(db: AsyncSession, query: UsageQuery) -> UsageReport:
     if query.period == "session":
         groups = _grouped(facts, lambda bucket: bucket)
         rows = await _by_session(db, groups, query)
+    elif query.period == "blocks":
+        groups = _grouped(facts, _block_starts(facts).__getitem__)
+        rows = _by_block(groups, query, zone)
     else:
-        groups = _grouped(facts, _hour_start if query.period == "blocks" else _bucket_start)
-        if query.period == "blocks":
-            rows = _by_block(groups, query, zone)
-        else:
-            rows = _by_period(groups, query, zone)
+        groups = _grouped(facts, lambda bucket: _period(_bucket_start(bucket), query.period, zone))
+        rows = _by_period(groups, query, zone)
     total = _Group()
     for group in groups.values():
         total.merge(group)
