@@ -13,7 +13,7 @@ database: a temp SQLite file, or with `--url postgresql+asyncpg://...` a databas
     python bench/run.py --json                 # the rows as JSON
 
 Benchmarks (`--only` takes these names): delivery, create_log, hook, import (when
-bench/bench_import.py exists), project_open, state_save.
+bench/bench_import.py exists), project_open, state_save, usage.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from _common import dialect_name, fresh_database  # noqa: E402
 
-BENCHMARKS = ("delivery", "create_log", "hook", "import", "project_open", "state_save")
+BENCHMARKS = ("delivery", "create_log", "hook", "import", "project_open", "state_save", "usage")
 # What a module's rows are compared with and in which unit, when it does not say.
 DEFAULTS: dict[str, dict[str, str]] = {
     "import": {"unit": "lines/s", "compared_with": "json.loads of the same lines"},
@@ -78,7 +78,11 @@ def _normalise(name: str, result: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("unit", "")
     out.setdefault("compared_with", "")
     out.setdefault("note", "")
-    out["verdict"] = verdict(out.get("ratio"), out["target"])
+    limit = out.get("limit")  # an absolute bound in the row's unit (usage: "≤ 1 s")
+    if limit is not None and value is not None:
+        out["verdict"] = "ok" if value <= limit else "MISSED"
+    else:
+        out["verdict"] = verdict(out.get("ratio"), out["target"])
     return out
 
 
