@@ -317,6 +317,9 @@ async def test_usage_hours_follow_a_larger_count_a_deletion_and_a_deleted_sessio
     found = await report(db)
     assert found.cost_sources == {"reported": 1, "computed": 0, "unpriced": 0}
     assert (found.totals.output_tokens, found.totals.cost) == (5_108, Decimal("0.2"))
+    before = await report(db, "blocks")
+    await crud.rebuild_usage_hours(db)  # from the records alone: the same figures
+    assert await report(db, "blocks") == before
     await crud.delete_usage_records(db, written.values())
     assert (await report(db)).rows == []
     other = await a_session(db, "s2")

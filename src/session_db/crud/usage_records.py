@@ -54,10 +54,8 @@ __all__ = [
     "find_usage_records",
     "get_latest_usage_record",
     "get_usage_record",
-    "hour_of",
     "list_usage_records",
     "rebuild_usage_hours",
-    "record_time",
     "refresh_usage_totals",
 ]
 

@@ -34,7 +34,7 @@ from session_db.models.base import MONEY_SCALE, to_money, utcnow
 from session_db.models.reports import COST_SOURCES, UsageQuery, UsageReport, UsageRow
 from session_db.models.sdk_store import SdkStoreSession
 
-__all__ = ["list_usage_report", "sdk_session_ids"]
+__all__ = ["list_usage_report"]
 
 ENTITY = "usage report"
 BLOCK = timedelta(hours=5)
