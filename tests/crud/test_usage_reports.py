@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -338,3 +339,25 @@ async def test_part_hours_at_the_ends_of_a_range_count_exactly(db: AsyncSession)
     assert sum(found.cost_sources.values()) == 2  # 10:50 and 12:20, not 10:10
     within = await report(db, since=utc("2026-02-12 10:05"), until=utc("2026-02-12 10:20"))
     assert sum(within.cost_sources.values()) == 1
+
+
+async def test_two_writers_of_one_sessions_hour_both_count(engine: AsyncEngine) -> None:
+    async with get_async_session(engine) as db:
+        session = await a_session(db, "s1")
+    at = utc("2026-02-12 10:15")
+    first_wrote = asyncio.Event()
+
+    async def first() -> None:
+        async with get_async_session(engine) as db:
+            await responses(db, session, [at])
+            first_wrote.set()
+            await asyncio.sleep(0.5)  # still open while the second writes the same hour
+
+    async def second() -> None:
+        await first_wrote.wait()
+        async with get_async_session(engine) as db:
+            await responses(db, session, [at + timedelta(minutes=5)])
+
+    await asyncio.gather(first(), second())
+    async with get_async_session(engine) as db:
+        assert (await report(db)).cost_sources["computed"] == 2

@@ -15,6 +15,7 @@ from the records, in two statements per page of sessions.
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -181,6 +182,16 @@ async def _hours_of(
     return touched
 
 
+_LOCK_SESSIONS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY k"
+)
+
+
+def _hours_lock_key(session_id: uuid.UUID) -> int:
+    digest = hashlib.sha256(f"session_db.usage_hours:{session_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _summed_into_hours(dialect: str, *where: Any) -> sa.Insert:
     """INSERT INTO usage_hours the records matching `where`, summed per hour."""
     moment = record_time()
@@ -233,6 +244,12 @@ async def _refresh_hours(db: AsyncSession, touched: set[tuple[uuid.UUID, datetim
         by_session.setdefault(sid, set()).add(at)
     connection = await db.connection()
     hour = hour_of(connection.dialect.name, record_time())
+    if connection.dialect.name == "postgresql":
+        # Two transactions recomputing one session's hours would each miss the other's
+        # records (or collide on the key): each waits for the other to commit, so its
+        # statements see those records. SQLite's write lock does the same already.
+        keys = sorted({_hours_lock_key(sid) for sid in by_session})
+        await connection.execute(_LOCK_SESSIONS, {"keys": keys})
     sessions = sorted(by_session)
     page: list[uuid.UUID] = []
     hours: set[datetime] = set()
