@@ -189,6 +189,10 @@ async def seed(url: str, records: int) -> int:
     try:
         async with get_async_session(engine) as db:  # what add_usage_records keeps
             await crud.rebuild_usage_hours(db)
+        # The planner's statistics, as autovacuum (PostgreSQL) would have them by now.
+        async with engine.connect() as connection:
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
     finally:
         await engine.dispose()
     return len(rows)
@@ -211,7 +215,6 @@ def _copy_sqlite(url: str, rows: list[tuple[Any, ...]]) -> None:
             ([stored(value) for value in one] for one in rows),
         )
         connection.execute("COMMIT")
-        connection.execute("ANALYZE")
     finally:
         connection.close()
 
@@ -226,7 +229,6 @@ async def _copy_postgres(url: str, rows: list[tuple[Any, ...]]) -> None:
             records=[(*r[:10], Decimal(repr(r[10])), *r[11:]) for r in rows],
             columns=list(COLUMNS),
         )
-        await connection.execute("ANALYZE")
     finally:
         await connection.close()
 

@@ -214,6 +214,14 @@ async def _facts(
     has_records = sa.exists().where(records.agent_id == agents.id)
     tokens = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
     by_session = query.period == "session"
+    # PostgreSQL knows every IANA zone: it groups periods by local day itself (a year is
+    # then a few hundred rows, not thousands of hours). The records, read one by one,
+    # are exact in any zone; the hours only in whole-hour ones.
+    local_days = dialect == "postgresql" and query.period in ("daily", "weekly", "monthly")
+
+    def day_of(moment: Any) -> Any:
+        return sa.func.date(sa.func.timezone(query.timezone, moment))
+
     whole, edges = _ranges(since, until, quarter)
     # (table, time, bucket, model, source, responses a row holds, tokens, cost, first,
     # last, time spans, other conditions)
@@ -223,7 +231,11 @@ async def _facts(
             (
                 hours,
                 hours.hour,
-                hours.session_id if by_session else _raw_time(dialect, hours.hour),
+                hours.session_id
+                if by_session
+                else day_of(hours.hour)
+                if local_days
+                else _raw_time(dialect, hours.hour),
                 hours.model,
                 hours.cost_source,
                 hours.responses,
@@ -240,7 +252,11 @@ async def _facts(
             (
                 records,
                 record_time,
-                records.session_id if by_session else _bucket(dialect, record_time, quarter),
+                records.session_id
+                if by_session
+                else day_of(record_time)
+                if local_days
+                else _bucket(dialect, record_time, quarter),
                 records.model,
                 records.cost_source,
                 sa.literal(1),
@@ -256,7 +272,11 @@ async def _facts(
         (
             agents,
             agent_time,
-            agents.session_id if by_session else _bucket(dialect, agent_time, quarter),
+            agents.session_id
+            if by_session
+            else day_of(agent_time)
+            if local_days
+            else _bucket(dialect, agent_time, quarter),
             sa.func.coalesce(agents.model, UNKNOWN_MODEL),
             # An agent's own total is what its client (or session folder) reported.
             sa.case((agents.total_cost > 0, "reported"), else_="unpriced"),
@@ -471,9 +491,9 @@ def _grouped(facts: Iterable[_Fact], key_of: Any) -> dict[Any, _Group]:
     return groups
 
 
-def _period(start: datetime, period: str, zone: ZoneInfo) -> tuple[str, str, date, date]:
+def _period(start: datetime | date, period: str, zone: ZoneInfo) -> tuple[str, str, date, date]:
     """The key, label, first day and the day after of the period holding `start`."""
-    day = start.astimezone(zone).date()
+    day = start.astimezone(zone).date() if isinstance(start, datetime) else start
     if period == "daily":
         return day.isoformat(), day.isoformat(), day, day + timedelta(days=1)
     if period == "weekly":
@@ -632,7 +652,12 @@ async def list_usage_report(db: AsyncSession, query: UsageQuery) -> UsageReport:
         groups = _grouped(facts, _block_starts(facts).__getitem__)
         rows = _by_block(groups, query, zone)
     else:
-        groups = _grouped(facts, lambda bucket: _period(_bucket_start(bucket), query.period, zone))
+
+        def period_of(bucket: Any) -> tuple[str, str, date, date]:
+            local = bucket if type(bucket) is date else _bucket_start(bucket)
+            return _period(local, query.period, zone)
+
+        groups = _grouped(facts, period_of)
         rows = _by_period(groups, query, zone)
     total = _Group()
     for group in groups.values():
