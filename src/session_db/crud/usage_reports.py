@@ -5,14 +5,18 @@ counters for agent runs that have no usage records (rows synced from session fol
 carry only those), dated by when the run started.
 
 One grouped statement per source does the work: the rows are grouped in SQL by session
-(`session`) or by UTC hour (the rest), model and cost source, then rolled up in Python
-into periods of the requested time zone. An hour of UTC lies inside one local day in
-every zone whose offset is a whole number of hours, DST or not; for a zone with a
-30- or 45-minute offset the SQL buckets are quarter hours instead. Blocks follow
-ccusage: a block starts at its first activity floored to the UTC hour and lasts five
-hours; activity five hours or more after the block's start, or more than five hours
-after the activity before it, starts a new block. Hour buckets with their first and
-last activity are enough for that: a block's edges are whole hours.
+(`session`), by UTC hour (blocks, and periods on SQLite) or by local day (periods on
+PostgreSQL, which knows the zones), and model, with a count per cost source, then rolled
+up in Python into periods of the requested time zone. Whole hours are read from
+`usage_hours` (the records summed per session, hour, model and cost source, kept by
+`crud.add_usage_records`), the part hours at a range's ends from the records. An hour
+of UTC lies inside one local day in every zone whose offset is a whole number of hours,
+DST or not; for a zone with a 30- or 45-minute offset the records are read instead (in
+quarter hours on SQLite). Blocks follow ccusage: a block starts at its first activity
+floored to the UTC hour and lasts five hours; activity five hours or more after the
+block's start, or more than five hours after the activity before it, starts a new
+block. Hour buckets with their first and last activity are enough for that: a block's
+edges are whole hours.
 """
 
 import os
