@@ -13,8 +13,8 @@ database: a temp SQLite file, or with `--url postgresql+asyncpg://...` a databas
     python bench/run.py --json                 # the rows as JSON
 
 Benchmarks (`--only` takes these names): delivery, create_log, hook, import (when
-bench/bench_import.py exists), project_open, state_save, tree, web (the dashboard's pages at
-1M events; needs the web extra).
+bench/bench_import.py exists), project_open, state_save, tree, usage, web (the dashboard's
+pages at 1M events; needs the web extra).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ BENCHMARKS = (
     "state_save",
     "tree",
     "web",
+    "usage",
 )
 # What a module's rows are compared with and in which unit, when it does not say.
 DEFAULTS: dict[str, dict[str, str]] = {
@@ -88,7 +89,11 @@ def _normalise(name: str, result: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("unit", "")
     out.setdefault("compared_with", "")
     out.setdefault("note", "")
-    out["verdict"] = verdict(out.get("ratio"), out["target"])
+    limit = out.get("limit")  # an absolute bound in the row's unit (usage: "≤ 1 s")
+    if limit is not None and value is not None:
+        out["verdict"] = "ok" if value <= limit else "MISSED"
+    else:
+        out["verdict"] = verdict(out.get("ratio"), out["target"])
     return out
 
 

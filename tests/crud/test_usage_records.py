@@ -102,7 +102,9 @@ async def test_add_usage_records_writes_one_statement_per_page(
         with statements(engine) as seen:
             written = await crud.add_usage_records(db, rows)
     assert len(written) == 2 * BULK_PAGE + 1
-    assert [s for s in seen if s.startswith("INSERT")] == ["INSERT INTO usage_records"] * 3
+    # Three pages of records; then the session's hours in usage_hours, at once.
+    inserts = [s for s in seen if s.startswith("INSERT")]
+    assert inserts == ["INSERT INTO usage_records"] * 3 + ["INSERT INTO usage_hours"]
     async with get_async_session(engine) as db:
         stored = await crud.list_usage_records(db, session_id=session.id, limit=1000)
         assert len(stored) == 1000

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import session_db.cli.agent_imports  # noqa: F401  (registers import amp, codex, gemini)
-from session_db.cli import claude_commands, demo, events, queries, sync_commands
+from session_db.cli import claude_commands, demo, events, queries, sync_commands, usage
 from session_db.cli import db as db_commands
 from session_db.cli import serve as serve_command
 from session_db.cli.common import state
@@ -37,7 +37,8 @@ app.add_typer(queries.tasks_app, name="tasks")
 app.add_typer(queries.threads_app, name="threads")
 app.command("events")(events.events)
 app.command("tools")(events.tools)
-app.command("cost")(queries.cost)
+app.command("cost")(usage.cost)
+app.add_typer(usage.usage_app, name="usage")
 app.command("sync")(sync_commands.sync)
 app.command("watch")(sync_commands.watch)
 app.command("demo")(demo.demo)

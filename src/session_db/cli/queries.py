@@ -549,34 +549,3 @@ async def _threads(key: str):  # type: ignore[no-untyped-def]
         else:
             threads = [thread]
         return [(t, await crud.list_thread_messages(db, t.id)) for t in threads]
-
-
-def cost(
-    by: Annotated[str, typer.Option(help="project, session, agent_type or model.")] = "project",
-    since: Annotated[str | None, typer.Option(help="From: a date or an age like 7d.")] = None,
-    until: Annotated[str | None, typer.Option(help="Until (exclusive): a date or age.")] = None,
-    json: JsonOption = False,
-) -> None:
-    """Tokens and cost grouped by project, session, agent type or model."""
-    lines = run(_cost(by.replace("-", "_"), parse_when(since), parse_when(until)))
-    if json:
-        print_json(
-            [
-                {**line.model_dump(mode="json"), "total_cost": exact(line.total_cost)}
-                for line in lines
-            ]
-        )
-        return
-    print_table(
-        None,
-        [by, "count", "tokens", "cost (USD)"],
-        [(line.key, line.count, line.total_tokens, money(line.total_cost)) for line in lines],
-    )
-
-
-async def _cost(by: str, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
-    from session_db import crud
-    from session_db.database import get_async_session
-
-    async with get_async_session(read_only=True) as db:
-        return await crud.list_cost_breakdown(db, by, since=since, until=until)

@@ -22,6 +22,7 @@ from session_db.crud import (
     tool_calls,
     transcript_imports,
     usage_records,
+    usage_reports,
 )
 from session_db.crud.active_session import *  # noqa: F403
 from session_db.crud.agent_logs import *  # noqa: F403
@@ -38,6 +39,7 @@ from session_db.crud.threads import *  # noqa: F403
 from session_db.crud.tool_calls import *  # noqa: F403
 from session_db.crud.transcript_imports import *  # noqa: F403
 from session_db.crud.usage_records import *  # noqa: F403
+from session_db.crud.usage_reports import *  # noqa: F403
 
 __all__ = sorted(
     name
@@ -57,6 +59,7 @@ __all__ = sorted(
         tool_calls,
         transcript_imports,
         usage_records,
+        usage_reports,
     )
     for name in module.__all__
 )

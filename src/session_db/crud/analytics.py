@@ -25,7 +25,7 @@ from session_db.models import (
     SessionPhase,
     SessionRelationship,
 )
-from session_db.models.base import to_money
+from session_db.models.base import TOKEN_COLUMNS, to_money
 from session_db.models.reports import (
     CostLine,
     ProjectCost,
@@ -266,8 +266,9 @@ async def list_cost_breakdown(
     id and its Bedrock and Vertex forms make one line.
 
     By project or session the totals are the sessions' own (`total_tokens`, `total_cost`),
-    filtered on when the session started; by agent type or model they are the agent
-    runs' (all four token kinds), filtered on when the run started.
+    filtered on when the session started, and the token kinds their agent runs'; by
+    agent type or model they are the agent runs' (all four token kinds), filtered on
+    when the run started.
 
     Raises:
         InvalidInputError: `by` is not one of COST_GROUPS, or the range is empty.
@@ -276,20 +277,33 @@ async def list_cost_breakdown(
         raise InvalidInputError(ENTITY, "by", f"{by!r} is not one of {', '.join(COST_GROUPS)}")
     if since is not None and until is not None:
         _check_range(since, until)
+    kinds: list[Any]
     if by in ("project", "session"):
         time = Session.started_at
         key = (
             func.coalesce(Project.name, "(no project)") if by == "project" else Session.session_slug
         )
         tokens, cost = Session.total_tokens, Session.total_cost
+        # The token kinds are the sessions' agent runs' (a session keeps only its total).
+        runs = (
+            select(
+                Agent.session_id.label("session_id"),  # type: ignore[attr-defined]
+                *(func.sum(getattr(Agent, name)).label(name) for name in TOKEN_COLUMNS),
+            )
+            .group_by(Agent.session_id)
+            .subquery()
+        )
+        kinds = [func.coalesce(func.sum(runs.c[name]), 0) for name in TOKEN_COLUMNS]
         base = select(
             key,
             func.count(Session.id),
             func.coalesce(func.sum(tokens), 0),
             func.coalesce(func.sum(cost), 0),
-        )
+            *kinds,
+        ).select_from(Session)
         if by == "project":
-            base = base.select_from(Session).outerjoin(Project, Project.id == Session.project_id)
+            base = base.outerjoin(Project, Project.id == Session.project_id)
+        base = base.outerjoin(runs, runs.c.session_id == Session.id)
     else:
         time = Agent.started_at
         key = Agent.agent_type if by == "agent_type" else func.coalesce(Agent.model, "(unknown)")
@@ -299,11 +313,13 @@ async def list_cost_breakdown(
             + Agent.cache_creation_tokens
             + Agent.cache_read_tokens
         )
+        kinds = [func.coalesce(func.sum(getattr(Agent, name)), 0) for name in TOKEN_COLUMNS]
         base = select(
             key,
             func.count(Agent.id),
             func.coalesce(func.sum(tokens), 0),
             func.coalesce(func.sum(Agent.total_cost), 0),
+            *kinds,
         )
     if since is not None:
         base = base.where(time >= since)
@@ -315,9 +331,16 @@ async def list_cost_breakdown(
     statement = base.group_by(key).order_by(total.desc(), key)
     lines = [
         CostLine(
-            key=str(name), count=count, total_tokens=int(tokens_sum), total_cost=to_money(cost_sum)
+            key=str(name),
+            count=count,
+            input_tokens=int(i),
+            output_tokens=int(o),
+            cache_write_tokens=int(w),
+            cache_read_tokens=int(r),
+            total_tokens=int(tokens_sum),
+            total_cost=to_money(cost_sum),
         )
-        for name, count, tokens_sum, cost_sum in (await db.exec(statement)).all()
+        for name, count, tokens_sum, cost_sum, i, o, w, r in (await db.exec(statement)).all()
     ]
     return _by_canonical_model(lines) if by == "model" else lines
 
@@ -334,6 +357,10 @@ def _by_canonical_model(lines: list[CostLine]) -> list[CostLine]:
             else CostLine(
                 key=name,
                 count=seen.count + line.count,
+                input_tokens=seen.input_tokens + line.input_tokens,
+                output_tokens=seen.output_tokens + line.output_tokens,
+                cache_write_tokens=seen.cache_write_tokens + line.cache_write_tokens,
+                cache_read_tokens=seen.cache_read_tokens + line.cache_read_tokens,
                 total_tokens=seen.total_tokens + line.total_tokens,
                 total_cost=seen.total_cost + line.total_cost,
             )

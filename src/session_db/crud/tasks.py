@@ -549,20 +549,6 @@ async def set_plan_dependencies(
         await db.exec(upsert_insert(db, TaskDependency).values(rows).on_conflict_do_nothing())
 
 
-@translating_errors(TASK)
-async def list_session_task_dependencies(
-    db: AsyncSession, session_id: uuid.UUID
-) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Return every (task_id, depends_on_task_id) edge of a session's tasks, in one statement."""
-    statement = (
-        select(TaskDependency.task_id, TaskDependency.depends_on_task_id)
-        .join(Task, Task.id == TaskDependency.task_id)
-        .where(Task.session_id == session_id)
-        .order_by(TaskDependency.task_id, TaskDependency.depends_on_task_id)
-    )
-    return [(task_id, prerequisite) for task_id, prerequisite in (await db.exec(statement)).all()]
-
-
 __all__ = [
     "add_task_dependency",
     "create_task",

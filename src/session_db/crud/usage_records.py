@@ -6,11 +6,16 @@ streaming placeholder, and replays responses into other files. The per-session a
 per-agent totals (`refresh_usage_totals`) are derived from the records, so reports that
 read sessions and agents include them; where the client reported its own cost of a
 session tree per model (`ReportedCosts`), that cost is the total instead of the estimates.
+
+Every write also keeps `usage_hours` (the records summed per session, UTC hour, model
+and cost source, what usage reports read): the hours a write touched are recomputed
+from the records, in two statements per page of sessions.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +41,8 @@ from session_db.crud._base import (
     upsert_insert,
 )
 from session_db.crud._bulk import BULK_PAGE, excluded, insert_rows
-from session_db.models import Agent, AgentCreate, Session, UsageRecord
-from session_db.models.base import TOKEN_COLUMNS, new_id, to_money, utcnow
+from session_db.models import Agent, AgentCreate, Session, UsageHour, UsageRecord
+from session_db.models.base import MONEY_SCALE, TOKEN_COLUMNS, UTCDateTime, new_id, to_money, utcnow
 from session_db.models.usage import CostSource, UsageRecordCreate
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "get_latest_usage_record",
     "get_usage_record",
     "list_usage_records",
+    "rebuild_usage_hours",
     "refresh_usage_totals",
 ]
 
@@ -58,6 +64,7 @@ ENTITY = "usage_record"
 _TABLE: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
 _AGENTS: sa.Table = Agent.__table__  # type: ignore[attr-defined]
 _SESSIONS: sa.Table = Session.__table__  # type: ignore[attr-defined]
+_HOURS: sa.Table = UsageHour.__table__  # type: ignore[attr-defined]
 # What a response seen again may change: its counts and their cost, never its session,
 # agent or time (a replay keeps the first attribution).
 _CHANGED = (*TOKEN_COLUMNS, "cost", "cost_source", "cost_is_estimate", "updated_at")
@@ -136,7 +143,131 @@ async def add_usage_records(
         )
     except sa.exc.IntegrityError as error:
         raise integrity_error(error, ENTITY, _TABLE.name) from error
+    # A response seen again keeps its stored session and time: read where the batch's
+    # keys live now, whichever row won.
+    batch = [record.message_id for record in kept.values()]
+    await _refresh_hours(db, await _hours_of(db, _TABLE.c.message_id, batch))
     return {(message_id, request_id): record_id for message_id, request_id, record_id in rows}
+
+
+def record_time(table: sa.Table = _TABLE) -> Any:
+    """When a record counts: its response's time, else when it was stored."""
+    return sa.func.coalesce(table.c.occurred_at, table.c.created_at, type_=UTCDateTime)
+
+
+def hour_of(dialect: str, moment: Any) -> Any:
+    """The UTC hour of a timestamp, in SQL, as `usage_hours.hour` stores it."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text
+        hour = sa.func.substr(moment, 1, 13, type_=sa.String).concat(":00:00.000000")
+        return sa.type_coerce(hour, UTCDateTime)
+    truncated = sa.func.date_trunc("hour", sa.func.timezone("UTC", moment))
+    return sa.func.timezone("UTC", truncated, type_=UTCDateTime)
+
+
+async def _hours_of(
+    db: AsyncSession, column: Any, values: list[Any]
+) -> set[tuple[uuid.UUID, datetime]]:
+    """The (session, UTC hour) of every record whose `column` is one of `values`."""
+    connection = await db.connection()
+    hour = hour_of(connection.dialect.name, record_time())
+    touched: set[tuple[uuid.UUID, datetime]] = set()
+    unique = sorted(set(values))
+    for start in range(0, len(unique), BULK_PAGE):
+        rows = await connection.execute(
+            sa.select(_TABLE.c.session_id, hour)
+            .where(column.in_(unique[start : start + BULK_PAGE]))
+            .distinct()
+        )
+        touched.update((sid, at) for sid, at in rows.all())
+    return touched
+
+
+_LOCK_SESSIONS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY k"
+)
+
+
+def _hours_lock_key(session_id: uuid.UUID) -> int:
+    digest = hashlib.sha256(f"session_db.usage_hours:{session_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _summed_into_hours(dialect: str, *where: Any) -> sa.Insert:
+    """INSERT INTO usage_hours the records matching `where`, summed per hour."""
+    moment = record_time()
+    if dialect == "sqlite":  # floats: add whole nano-dollars, exactly
+        nano = 10**MONEY_SCALE
+        whole = sa.func.sum(sa.cast(sa.func.round(_TABLE.c.cost * nano), sa.BigInteger))
+        cost = whole / float(nano)
+    else:
+        cost = sa.func.sum(_TABLE.c.cost)
+    summed = (
+        sa.select(
+            _TABLE.c.session_id,
+            hour_of(dialect, moment),
+            _TABLE.c.model,
+            _TABLE.c.cost_source,
+            sa.func.count(),
+            *(sa.func.sum(_TABLE.c[column]) for column in TOKEN_COLUMNS),
+            cost,
+            sa.func.min(moment),
+            sa.func.max(moment),
+        )
+        .where(*where)
+        # By position: PostgreSQL would not match the hour's bound parameters in the
+        # select list with those of a GROUP BY expression.
+        .group_by(sa.text("1, 2, 3, 4"))
+    )
+    columns = ["session_id", "hour", "model", "cost_source", "responses", *TOKEN_COLUMNS]
+    return sa.insert(_HOURS).from_select([*columns, "cost", "first_at", "last_at"], summed)
+
+
+@translating_errors(ENTITY)
+async def rebuild_usage_hours(db: AsyncSession) -> None:
+    """Recompute all of `usage_hours` from the records (after loading records by other
+    means than `add_usage_records`, such as a bulk COPY): two statements."""
+    connection = await db.connection()
+    await connection.execute(sa.delete(_HOURS))
+    await connection.execute(_summed_into_hours(connection.dialect.name))
+
+
+async def _refresh_hours(db: AsyncSession, touched: set[tuple[uuid.UUID, datetime]]) -> None:
+    """Recompute the `usage_hours` rows of these (session, hour)s from the records.
+
+    Per page of sessions, one DELETE and one INSERT … SELECT over the sessions' hours
+    (every pair of the page's sessions and hours: a superset, the same in both).
+    """
+    if not touched:
+        return
+    by_session: dict[uuid.UUID, set[datetime]] = {}
+    for sid, at in touched:
+        by_session.setdefault(sid, set()).add(at)
+    connection = await db.connection()
+    hour = hour_of(connection.dialect.name, record_time())
+    if connection.dialect.name == "postgresql":
+        # Two transactions recomputing one session's hours would each miss the other's
+        # records (or collide on the key): each waits for the other to commit, so its
+        # statements see those records. SQLite's write lock does the same already.
+        keys = sorted({_hours_lock_key(sid) for sid in by_session})
+        await connection.execute(_LOCK_SESSIONS, {"keys": keys})
+    sessions = sorted(by_session)
+    page: list[uuid.UUID] = []
+    hours: set[datetime] = set()
+    for index, sid in enumerate(sessions):
+        page.append(sid)
+        hours |= by_session[sid]
+        if index + 1 < len(sessions) and len(page) + len(hours) < BULK_PAGE:
+            continue
+        wanted = sorted(hours)
+        await connection.execute(
+            sa.delete(_HOURS).where(_HOURS.c.session_id.in_(page), _HOURS.c.hour.in_(wanted))
+        )
+        await connection.execute(
+            _summed_into_hours(
+                connection.dialect.name, _TABLE.c.session_id.in_(page), hour.in_(wanted)
+            )
+        )
+        page, hours = [], set()
 
 
 _RECORD_FIELDS = tuple(UsageRecordCreate.model_fields)
@@ -234,6 +365,7 @@ async def delete_usage_records(db: AsyncSession, record_ids: Iterable[uuid.UUID]
     caller refreshes them (`refresh_usage_totals`).
     """
     wanted = sorted(set(record_ids))
+    touched = await _hours_of(db, _TABLE.c.id, wanted)
     deleted = 0
     connection = await db.connection()
     for start in range(0, len(wanted), BULK_PAGE):
@@ -241,6 +373,7 @@ async def delete_usage_records(db: AsyncSession, record_ids: Iterable[uuid.UUID]
             sa.delete(_TABLE).where(_TABLE.c.id.in_(wanted[start : start + BULK_PAGE]))
         )
         deleted += result.rowcount
+    await _refresh_hours(db, touched)
     return deleted
 
 

@@ -66,7 +66,7 @@ from session_db.models.threads import (
 )
 from session_db.models.tool_call import ToolCall, ToolCallRead, ToolCallStatus
 from session_db.models.transcript_import import TranscriptImport
-from session_db.models.usage import CostSource, UsageRecord
+from session_db.models.usage import CostSource, UsageHour, UsageRecord
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -134,6 +134,7 @@ __all__ = [
     "ToolCallRead",
     "ToolCallStatus",
     "TranscriptImport",
+    "UsageHour",
     "UsageRecord",
     "metadata",
 ]

@@ -18,6 +18,7 @@ from session_db.models.base import (
     TOKEN_COLUMNS,
     Base,
     InputModel,
+    UTCDateTime,
     check_in,
     check_range,
     created_at_field,
@@ -99,3 +100,33 @@ class UsageRecordCreate(InputModel):
     def total_tokens(self) -> int:
         """Input, output, cache-write and cache-read tokens together."""
         return sum(getattr(self, column) for column in TOKEN_COLUMNS)
+
+
+class UsageHour(Base, table=True):
+    """The usage records of one session, UTC hour, model and cost source, added up.
+
+    Kept by `crud.add_usage_records` and `crud.delete_usage_records` (each recomputes
+    the hours it touched from the records), so usage reports read a few thousand rows a
+    year instead of every response. Read-only to everyone else.
+    """
+
+    __tablename__ = "usage_hours"
+    __table_args__ = (
+        check_in("cost_source", CostSource),
+        sa.Index(None, "hour"),
+    )
+
+    session_id: uuid.UUID = Field(foreign_key="sessions.id", ondelete="CASCADE", primary_key=True)
+    hour: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    model: str = Field(max_length=128, primary_key=True)
+    cost_source: str = Field(max_length=16, primary_key=True)
+    responses: int = Field(
+        default=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
+    input_tokens: int = token_field()
+    output_tokens: int = token_field()
+    cache_creation_tokens: int = token_field()
+    cache_read_tokens: int = token_field()
+    cost: Decimal = money_field()
+    first_at: datetime = Field(sa_type=UTCDateTime)
+    last_at: datetime = Field(sa_type=UTCDateTime)
