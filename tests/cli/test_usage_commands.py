@@ -78,7 +78,9 @@ def test_breakdown_rows_name_canonical_models(
     seed(cli_db)
     code, out, _ = cli(capsys, "usage", "daily", "--breakdown", "-z", "UTC")
     assert code == 0
-    assert "claude-opus" in out and "claude-sonn" in out
+    # Each model on one line of its own, never wrapped mid-name, within 80 columns.
+    assert "└ claude-opus-4-6 " in out and "└ claude-sonnet-4-5 " in out
+    assert max(len(line) for line in out.splitlines()) <= 80
     data = json_of(capsys, "usage", "daily", "--breakdown", "-z", "UTC")
     first = data["rows"][0]
     assert first["date"] == "2026-02-12"

@@ -356,8 +356,10 @@ def _print_figures(columns: list[str], rows: list[Any], labels: int, *, empty: s
     for index, column in enumerate(columns):
         word = max(len(part) for part in column.split())
         widest = max(len(str(row[index])) for row in rows)
-        if index < labels:  # a date whole; a longer label folds
-            table.add_column(column, overflow="fold", min_width=max(word, min(widest, 10)))
+        if index < labels:  # a date whole; a longer label (a model, a slug) ends in "…"
+            table.add_column(
+                column, no_wrap=True, overflow="ellipsis", min_width=max(word, min(widest, 10))
+            )
         else:  # as wide as its widest number, never cut; the header wraps instead
             table.add_column(column, justify="right", min_width=max(word, widest))
     for row in rows:
