@@ -198,3 +198,32 @@ def test_cost_by_model_shows_the_token_kinds_of_a_real_import(
     # The usage report of the same data adds up to the same cost.
     daily = json_of(capsys, "usage", "daily")
     assert Decimal(daily["totals"]["cost"]) == Decimal("9.663036000") + Decimal("0.527264550")
+
+
+def test_long_session_slugs_keep_their_ends_so_two_subagents_stay_apart(
+    cli_db: URL, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Claude Code names a subagent's transcript after its parent's session id: only the
+    # end tells two of them apart.
+    parent = "4d5611e5-241a-462a-8d3c-2f3c8a1b9e7d"
+    slugs = [f"{parent}-agent-a2898e3", f"{parent}-agent-b11a9569"]
+
+    async def write() -> None:
+        engine = create_engine(isolated_settings(), url=cli_db, poolclass=NullPool)
+        async with get_async_session(engine) as db:
+            for slug in slugs:
+                session = await a_session(db, slug)
+                at = datetime(2026, 2, 12, 16, 5, tzinfo=UTC)
+                await responses(db, session, [at], model=OPUS, cost="1.5")
+        await engine.dispose()
+
+    asyncio.run(write())
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = cli(capsys, "usage", "session", "-z", "UTC")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    labels = [line.split()[0] for line in lines if line.startswith(parent[:8])]
+    assert len(labels) == 2 and labels[0] != labels[1]
+    assert labels[0].endswith("a2898e3") and labels[1].endswith("b11a9569")
+    assert all("…" in label for label in labels)

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from session_db.cli.common import console, exact, money, number, print_json, print_table, run
+from session_db.cli.common import (
+    console,
+    exact,
+    money,
+    number,
+    print_json,
+    print_table,
+    run,
+    shorten_middle,
+)
 
 usage_app = typer.Typer(
     help="Tokens and cost by day, week, month, session or 5-hour block (as ccusage shows them).",
@@ -352,18 +361,38 @@ def _print_figures(columns: list[str], rows: list[Any], labels: int, *, empty: s
     if not rows:
         print_table(None, columns, [], empty=empty)
         return
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    figures = [
+        max(max(len(part) for part in column.split()), max(len(str(row[index])) for row in rows))
+        for index, column in enumerate(columns)
+        if index >= labels
+    ]
+    # What the label columns may take: the terminal less the figures and the two
+    # characters between columns.
+    room = console().width - sum(figures) - 2 * (len(columns) - 1)
+    label_widths = []
     for index, column in enumerate(columns):
-        word = max(len(part) for part in column.split())
-        widest = max(len(str(row[index])) for row in rows)
-        if index < labels:  # a date whole; a longer label (a model, a slug) ends in "…"
-            table.add_column(
-                column, no_wrap=True, overflow="ellipsis", min_width=max(word, min(widest, 10))
-            )
+        if index < labels:  # one line each: a long label keeps its start and end
+            word = max(len(part) for part in column.split())
+            widest = max(len(str(row[index])) for row in rows)
+            width = max(word, min(widest, room // labels))
+            label_widths.append(width)
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=width)
         else:  # as wide as its widest number, never cut; the header wraps instead
-            table.add_column(column, justify="right", min_width=max(word, widest))
+            width = figures[index - labels]
+            table.add_column(column, justify="right", min_width=width, max_width=width)
     for row in rows:
-        table.add_row(*(escape(str(value)) for value in row))
+        # Shortened in the middle, so two subagents' sessions or two models stay apart.
+        cells = [
+            shorten_middle(str(value), label_widths[i]) for i, value in enumerate(row[:labels])
+        ]
+        table.add_row(*(escape(cell) for cell in [*cells, *map(str, row[labels:])]))
     console().print(table)
 
 
