@@ -37,7 +37,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import jsoncodec
 from session_db.claude import spool
-from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
+from session_db.crud.agent_logs import add_agent_logs, agent_log_values
 from session_db.crud.projects import upsert_project, upsert_projects
 from session_db.crud.relationships import link_new_children
 from session_db.crud.sessions import (
@@ -55,7 +55,6 @@ from session_db.crud.tool_calls import (
 from session_db.errors import InvalidInputError
 from session_db.models import (
     AgentLog,
-    AgentLogCreate,
     EventCategory,
     Project,
     RelationshipType,
@@ -125,8 +124,8 @@ class HookEvent:
         return value if isinstance(value, str) and value else None
 
     @functools.cached_property
-    def entry(self) -> AgentLogCreate:
-        """The event's validated `agent_logs` input (see `log_entry`), computed once.
+    def entry(self) -> dict[str, Any]:
+        """The event's checked `agent_logs` values (see `log_entry`), computed once.
 
         Raises:
             InvalidInputError: The event cannot be stored.
@@ -216,8 +215,8 @@ def clean_text(value: Any) -> Any:
 _UNPLACED = uuid.UUID(int=0)
 
 
-def log_entry(event: HookEvent) -> AgentLogCreate:
-    """Return the validated `agent_logs` input of an event, its session not yet placed.
+def log_entry(event: HookEvent) -> dict[str, Any]:
+    """Return the checked `agent_logs` values of an event, its session not yet placed.
 
     The promoted columns are clipped to their length (the payload keeps them whole).
 
@@ -240,7 +239,7 @@ def log_entry(event: HookEvent) -> AgentLogCreate:
     if event.name == "PostCompact":  # the summary a compaction left behind
         values["summary"] = event.text("compact_summary")
     try:
-        return validate_agent_log(values)
+        return agent_log_values(values)
     except RecursionError:
         raise InvalidInputError("agent_log", "payload", "nested too deeply to store") from None
 
@@ -714,7 +713,7 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
     result = StoredEvents()
     unique = list({event.spool_id: event for event in events}.values())
     result.duplicates = len(events) - len(unique)
-    entries: list[tuple[HookEvent, AgentLogCreate]] = []
+    entries: list[tuple[HookEvent, dict[str, Any]]] = []
     for event in unique:
         try:
             entries.append((event, event.entry))
@@ -726,10 +725,11 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
     rows = []
     for event, entry in entries:
         session_id, parent_id = placement.sessions[event.spool_id]
-        depth = 0 if parent_id is None else 1
-        update = {"session_id": session_id, "parent_session_id": parent_id, "session_depth": depth}
-        rows.append(entry.model_copy(update=update))
-    inserted = {key.spool_id for key in await add_agent_logs(db, rows)}
+        row = entry.copy()  # the entry stays as it was, should the chunk be tried again
+        row["session_id"], row["parent_session_id"] = session_id, parent_id
+        row["session_depth"] = 0 if parent_id is None else 1
+        rows.append(row)
+    inserted = {key.spool_id for key in await add_agent_logs(db, rows, checked=True)}
     new = [(event, *placement.sessions[event.spool_id]) for event, _ in entries]
     new = [item for item in new if item[0].spool_id in inserted]
     result.duplicates += len(entries) - len(new)

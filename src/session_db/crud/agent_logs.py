@@ -8,6 +8,7 @@ refuses (a reference deleted meanwhile by another transaction) raises the transl
 error; on PostgreSQL the caller's transaction must then be rolled back.
 """
 
+import typing
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -40,7 +41,15 @@ from session_db.models import (
     EventCategory,
     Session,
 )
-from session_db.models.base import new_id, utcnow
+from session_db.models.base import (
+    INT64_MAX,
+    MAX_TEXT_CHARS,
+    NUL,
+    new_id,
+    normalise_value,
+    scrub_nul,
+    utcnow,
+)
 
 ENTITY = "agent_log"
 _TABLE: sa.Table = AgentLog.__table__  # type: ignore[attr-defined]
@@ -66,6 +75,126 @@ def validate_agent_log(
     return log
 
 
+def _field_kinds() -> dict[str, tuple[str, Any]]:
+    """Per `AgentLogCreate` field, the plain value the fast check accepts as it is."""
+    kinds: dict[str, tuple[str, Any]] = {}
+    for name, info in AgentLogCreate.model_fields.items():
+        limit = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
+        annotation = str(info.annotation)
+        if name == "event_category":
+            kinds[name] = ("category", None)
+        elif name == "session_depth":
+            kinds[name] = ("depth", None)
+        elif "UUID" in annotation:
+            kinds[name] = ("uuid", None)
+        elif "datetime" in annotation:
+            kinds[name] = ("datetime", None)
+        elif "dict" in annotation:
+            kinds[name] = ("dict", None)
+        else:
+            kinds[name] = ("str", limit)
+    return kinds
+
+
+_KINDS = _field_kinds()
+_REQUIRED = frozenset(
+    name for name, info in AgentLogCreate.model_fields.items() if info.is_required()
+)
+_NULLABLE = frozenset(
+    name
+    for name, info in AgentLogCreate.model_fields.items()
+    if type(None) in typing.get_args(info.annotation)
+)
+_CATEGORIES = {member.value: member.value for member in EventCategory} | {
+    member: member.value for member in EventCategory
+}
+
+
+def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`data` normalised as the model would, if every value is plain; else None.
+
+    Plain: what the model keeps as it is (str within its length, dict with text keys,
+    UUID, datetime, a non-negative int depth, a category), so only the model's own
+    input pass (`normalise_value`: NUL replaced, sizes limited) can change it.
+    """
+    if not data.keys() >= _REQUIRED:
+        return None
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        spec = _KINDS.get(name)
+        if spec is None:
+            return None
+        kind, limit = spec
+        if value is None:
+            if name not in _NULLABLE:
+                return None
+        elif kind == "str":
+            if type(value) is not str or len(value) > (limit or MAX_TEXT_CHARS):
+                return None
+            if NUL in value:
+                value = scrub_nul(value)
+        elif kind == "dict":
+            if type(value) is not dict or not all(type(key) is str for key in value):
+                return None
+            try:
+                value = normalise_value(value)
+            except ValueError:
+                return None  # over its limit: the model says so, naming the field
+        elif kind == "uuid":
+            if type(value) is not uuid.UUID:
+                return None
+        elif kind == "datetime":
+            if type(value) is not datetime:
+                return None
+        elif kind == "depth":
+            if type(value) is not int or not 0 <= value <= INT64_MAX:
+                return None
+        elif not isinstance(value, str) or value not in _CATEGORIES:
+            return None
+        values[name] = value
+    return values
+
+
+def agent_log_values(data: Mapping[str, Any], entity: str = ENTITY) -> dict[str, Any]:
+    """Return a new row's values from `data`, checked exactly as `validate_agent_log` checks.
+
+    For the hot writers (hook delivery): input of plain values (str, dict, UUID,
+    datetime, each within its limits) is checked here without building a model, which
+    costs a fraction of pydantic's validation; anything else goes through the model, so
+    the values and the errors are the model's either way. Give the result to
+    `add_agent_logs(..., checked=True)`, its session fields filled in if need be.
+
+    Raises:
+        InvalidInputError: A field is missing or invalid; the error names it.
+    """
+    values = _fast_values(data)
+    if values is None:
+        return _input_values(validate_agent_log(data, entity))
+    values["event_category"] = _CATEGORIES[values.get("event_category", EventCategory.HOOK)]
+    for name in _OPTIONAL:
+        values.setdefault(name, None)
+    values.setdefault("session_depth", 0)
+    values.setdefault("payload", {})
+    values.setdefault("occurred_at", utcnow())
+    parent = values["parent_session_id"]
+    if parent is not None and parent == values["session_id"]:
+        raise InvalidInputError(entity, "parent_session_id", "must differ from session_id")
+    return values
+
+
+_OPTIONAL = tuple(
+    name
+    for name, info in AgentLogCreate.model_fields.items()
+    if not info.is_required() and info.default is None and info.default_factory is None
+)
+
+
+def _input_values(log: AgentLogCreate) -> dict[str, Any]:
+    values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
+    values["event_category"] = log.event_category.value
+    return values
+
+
 class AgentLogKey(NamedTuple):
     """The keys of a row `add_agent_logs` inserted."""
 
@@ -75,8 +204,7 @@ class AgentLogKey(NamedTuple):
 
 def _row_values(log: AgentLogCreate) -> dict[str, Any]:
     """The full column values of a new row (defaults filled here, not by the server)."""
-    values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
-    values["event_category"] = log.event_category.value
+    values = _input_values(log)
     values["id"] = new_id()
     values["created_at"] = utcnow()
     return values
@@ -145,7 +273,10 @@ async def create_agent_log(
 
 @translating_errors(ENTITY)
 async def add_agent_logs(
-    db: AsyncSession, rows: Iterable[AgentLogCreate | Mapping[str, Any]]
+    db: AsyncSession,
+    rows: Iterable[AgentLogCreate | Mapping[str, Any]],
+    *,
+    checked: bool = False,
 ) -> list[AgentLogKey]:
     """Record many events in a bounded number of statements; return the keys of those inserted.
 
@@ -153,6 +284,10 @@ async def add_agent_logs(
     already valid). Within the batch, a `spool_id` seen twice keeps its first row; a
     `spool_id` already stored is skipped, so delivering the same events again inserts
     nothing. Nothing is written unless every row is valid and refers to rows that exist.
+
+    Args:
+        checked: The rows are `agent_log_values` results (their session fields may be
+            filled in since): they are not checked again.
 
     Returns:
         (id, spool_id) of each inserted row, in input order.
@@ -163,13 +298,22 @@ async def add_agent_logs(
     """
     values: list[dict[str, Any]] = []
     seen: set[str] = set()
+    now = utcnow()  # one creation time for the batch: it is one write
     for index, data in enumerate(rows):
-        log = validate_agent_log(data, f"{ENTITY}s[{index}]")
-        if log.spool_id is not None:
-            if log.spool_id in seen:
+        if checked:
+            row = dict(data)
+        elif isinstance(data, AgentLogCreate):
+            row = _input_values(data)
+        else:
+            row = agent_log_values(data, f"{ENTITY}s[{index}]")
+        spool_id = row["spool_id"]
+        if spool_id is not None:
+            if spool_id in seen:
                 continue
-            seen.add(log.spool_id)
-        values.append(_row_values(log))
+            seen.add(spool_id)
+        row["id"] = new_id()
+        row["created_at"] = now
+        values.append(row)
     if not values:
         return []
     await _check_references(db, values)
@@ -291,6 +435,7 @@ async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
 
 __all__ = [
     "add_agent_logs",
+    "agent_log_values",
     "count_agent_logs",
     "create_agent_log",
     "delete_agent_log",
