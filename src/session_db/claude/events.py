@@ -113,15 +113,27 @@ class HookEvent:
     received_at: datetime
     payload: dict[str, Any]
     project_dir: str | None = None
+    # What `text` answered, per key: storing a batch asks for the same few keys of each
+    # event a dozen times.
+    _texts: dict[str, str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def text(self, key: str) -> str | None:
         """Return payload[key] as text if it is a non-empty string or a number, else None."""
+        try:
+            return self._texts[key]
+        except KeyError:
+            pass
         value = self.payload.get(key)
         if isinstance(value, bool) or value is None:
-            return None
-        if isinstance(value, int | float):
-            return str(value)
-        return value if isinstance(value, str) and value else None
+            found = None
+        elif isinstance(value, int | float):
+            found = str(value)
+        else:
+            found = value if isinstance(value, str) and value else None
+        self._texts[key] = found
+        return found
 
     @functools.cached_property
     def entry(self) -> dict[str, Any]:

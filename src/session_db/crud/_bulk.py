@@ -218,15 +218,43 @@ def _sqlite_json_text(serializer: Any, process: Any, value: Any) -> Any:
     return serializer(value) if kind is dict or kind is list else process(value)
 
 
+async def insert_rows_counted(
+    db: AsyncSession,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts_on: Sequence[str],
+) -> int:
+    """Insert `rows` on SQLite, skipping conflicts (DO NOTHING); return how many went in.
+
+    The count is what lets a caller skip looking up which rows went in when all did:
+    SQLite returns no rows from an executemany, but it counts the rows each one changed.
+    """
+    if not rows:
+        return 0
+    columns = list(rows[0].keys())
+    statement = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
+    statement = _with_conflict(statement, table, skip_conflicts_on, None, None)
+    inserted = 0
+    for start in range(0, len(rows), BULK_PAGE):
+        page = rows[start : start + BULK_PAGE]
+        inserted += await _sqlite_executemany(db, statement, table, columns, page)
+    return inserted
+
+
 async def _sqlite_executemany(
     db: AsyncSession,
     statement: Any,
     table: sa.Table,
     columns: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
-) -> None:
+) -> int:
     """Run `statement` once per row in one DBAPI executemany, converting values as SQLAlchemy
-    would (JSON to text, timestamps to UTC text) but column by column, not per value."""
+    would (JSON to text, timestamps to UTC text) but column by column, not per value.
+
+    Returns:
+        The rows the statement changed (SQLite counts every row of an executemany).
+    """
     connection = await db.connection()
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect)
@@ -248,15 +276,23 @@ async def _sqlite_executemany(
     converters = [_sqlite_converter(table.c[name].type, dialect) for name in names]
     records = _records(rows, names, converters)
     if [name for kind, name in order if kind == "column"] != names or len(order) != len(names):
-        # Constants, or a column bound twice: lay the parameters out in the statement's order.
+        # Constants, or a column bound twice: lay the parameters out in the statement's
+        # order, the constants appended to each record and picked by one itemgetter.
         position = {name: index for index, name in enumerate(names)}
-        records = [
-            tuple(
-                record[position[item]] if kind == "column" else item for kind, item in order
-            )
-            for record in records
-        ]
-    await connection.exec_driver_sql(str(compiled), records)
+        constants = tuple(item for kind, item in order if kind == "constant")
+        picks, next_constant = [], len(names)
+        for kind, item in order:
+            if kind == "column":
+                picks.append(position[item])
+            else:
+                picks.append(next_constant)
+                next_constant += 1
+        pick = operator.itemgetter(*picks)
+        records = [pick(record + constants) for record in records]
+        if len(picks) == 1:
+            records = [(value,) for value in records]
+    result = await connection.exec_driver_sql(str(compiled), records)
+    return result.rowcount
 
 
 def _with_conflict(
@@ -298,4 +334,4 @@ async def update_rows(
     await (await db.connection()).execute(statement, params)
 
 
-__all__ = ["BULK_PAGE", "excluded", "insert_rows", "update_rows"]
+__all__ = ["BULK_PAGE", "excluded", "insert_rows", "insert_rows_counted", "update_rows"]

@@ -30,7 +30,7 @@ from session_db.crud._base import (
     translating_errors,
     update_row,
 )
-from session_db.crud._bulk import insert_rows
+from session_db.crud._bulk import insert_rows, insert_rows_counted
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     Agent,
@@ -324,14 +324,14 @@ async def add_agent_logs(
         inserted = {row_id for (row_id,) in written}
         fresh = [row for row in values if row["id"] in inserted]
     else:
-        # SQLite returns no rows from an executemany: find the stored spool ids first (one
-        # lookup; the write transaction keeps them from changing meanwhile).
-        stored = set()
-        if seen:
-            found = await db.exec(select(AgentLog.spool_id).where(AgentLog.spool_id.in_(seen)))  # type: ignore[union-attr]
-            stored = set(found.all())
-        fresh = [row for row in values if row["spool_id"] is None or row["spool_id"] not in stored]
-        await insert_rows(db, _TABLE, fresh, skip_conflicts_on=["spool_id"])
+        # SQLite returns no rows from an executemany, but counts them: only when some
+        # spool id was stored already are the new rows looked up (by their fresh ids).
+        inserted = await insert_rows_counted(db, _TABLE, values, skip_conflicts_on=["spool_id"])
+        fresh = values
+        if inserted != len(values):
+            ids = [row["id"] for row in values]
+            found = set((await db.exec(select(AgentLog.id).where(AgentLog.id.in_(ids)))).all())  # type: ignore[attr-defined]
+            fresh = [row for row in values if row["id"] in found]
     return [AgentLogKey(row["id"], row["spool_id"]) for row in fresh]
 
 
