@@ -106,6 +106,25 @@ async def _copy_into_staging(
     return _staging_table(table, tuple(columns))
 
 
+async def copy_rows(db: AsyncSession, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """COPY `rows` straight into `table` (PostgreSQL), every row with the same keys.
+
+    No conflict handling: for rows the caller knows to be new. A refused row fails the
+    whole COPY with the driver's own error (run it in a SAVEPOINT to carry on after).
+    """
+    if not rows:
+        return
+    columns = list(rows[0].keys())
+    connection = await db.connection()
+    raw = await connection.get_raw_connection()
+    for start in range(0, len(rows), BULK_PAGE):
+        page = rows[start : start + BULK_PAGE]
+        records = _records(page, columns, _copy_converters(table, columns))
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=records, columns=columns
+        )
+
+
 @functools.cache
 def _staging_table(table: sa.Table, columns: tuple[str, ...]) -> sa.Table:
     """The staging table as SQLAlchemy sees it, made once per shape.
@@ -334,4 +353,12 @@ async def update_rows(
     await (await db.connection()).execute(statement, params)
 
 
-__all__ = ["BULK_PAGE", "excluded", "insert_rows", "insert_rows_counted", "update_rows"]
+__all__ = [
+    "BULK_PAGE",
+    "COPY_MIN_ROWS",
+    "copy_rows",
+    "excluded",
+    "insert_rows",
+    "insert_rows_counted",
+    "update_rows",
+]
