@@ -472,7 +472,6 @@ async def delete_agent_log(db: AsyncSession, log_id: uuid.UUID) -> None:
 
 __all__ = [
     "add_agent_logs",
-    "agent_log_values",
     "count_agent_logs",
     "create_agent_log",
     "delete_agent_log",
