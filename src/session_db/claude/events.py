@@ -616,12 +616,12 @@ TOOL_EVENTS = frozenset(
 
 async def _pair_tool_calls(
     db: AsyncSession, events: list[tuple[HookEvent, uuid.UUID]]
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], set[uuid.UUID]]:
     """Pair a batch's tool events into calls: in memory, with one lookup of stored calls.
 
     Returns:
-        {spool id of the event: the state of the call it belongs to}; events of one call
-        share the same dict.
+        {spool id of the event: the state of the call it belongs to}, events of one call
+        sharing the same dict; and the ids of the calls found stored.
     """
     keyed = {
         (session_id, _tool_use_id(tool_use_id))
@@ -657,7 +657,7 @@ async def _pair_tool_calls(
             call = _unkeyed_call(running.setdefault(session_id, []), event, session_id)
         _merge_tool_event(call, event)
         by_event[event.spool_id] = call
-    return by_event
+    return by_event, {call.id for call in stored.values()}
 
 
 # Events that end one call; without a tool_use_id they are paired by tool and input.
@@ -695,7 +695,7 @@ async def apply_events(
             parent = activity.setdefault(parent_id, SessionActivity())
             parent.touched_at = _later(parent.touched_at, event.received_at)
     tool_events = [(e, sid) for e, sid, _ in ordered if e.name in TOOL_EVENTS]
-    calls = await _pair_tool_calls(db, tool_events) if tool_events else {}
+    calls, stored_ids = await _pair_tool_calls(db, tool_events) if tool_events else ({}, set())
     for event, _session_id, _ in ordered:
         launch = _launch(event)
         call = calls.get(event.spool_id)
@@ -710,7 +710,7 @@ async def apply_events(
         child.cover(call.get("started_at") or event.received_at)
         child.cover(event.received_at)
     unique_calls = {id(call): call for call in calls.values()}
-    await save_tool_calls(db, list(unique_calls.values()))
+    await save_tool_calls(db, list(unique_calls.values()), stored_ids=stored_ids)
     await record_session_activity(db, activity)
 
 
