@@ -117,8 +117,9 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
 # A pass allocates tens of thousands of containers per chunk (the parsed payloads), all
 # alive until the chunk is stored: the collector's default pace (every 700 allocations)
 # traversed them again and again, a fifth of delivery's time. Within a pass it runs
-# every GC_PACE allocations instead; nothing a pass makes needs the collector to free.
-GC_PACE = 100_000
+# every GC_PACE allocations instead: a few times a chunk, still often enough that the
+# few cycles a chunk leaves (SQLAlchemy's and asyncio's) do not pile up in memory.
+GC_PACE = 20_000
 _gc_lock = threading.Lock()
 _gc_passes = 0
 _gc_threshold: tuple[int, int, int] | None = None
