@@ -1,11 +1,12 @@
 """Agent logs (hook and response events): add one or many, read, list by session and time.
 
-Events are the hot path, so both writes are single set-based statements with no
-SAVEPOINT: input is validated once, references are checked with one lookup per batch,
-and the insert skips a `spool_id` already stored (ON CONFLICT DO NOTHING), which makes
-re-delivering an event harmless. A row the checks let through and the database still
-refuses (a reference deleted meanwhile by another transaction) raises the translated
-error; on PostgreSQL the caller's transaction must then be rolled back.
+Events are the hot path, so both writes are set-based, with no SAVEPOINT per row: input
+is validated once, references are checked with one lookup per batch, and the insert
+skips a `spool_id` already stored (ON CONFLICT DO NOTHING; on PostgreSQL a lookup, then
+COPY in one SAVEPOINT per batch), which makes re-delivering an event harmless. A row the
+checks let through and the database still refuses (a reference deleted meanwhile by
+another transaction) raises the translated error; on PostgreSQL the caller's transaction
+must then be rolled back.
 """
 
 import typing
