@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_db import crud
+from session_db.crud.agent_logs import agent_log_values
 from session_db.database import get_async_session
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import AgentLog
@@ -92,6 +94,36 @@ async def test_bulk_and_single_writes_store_the_same_rows(engine: AsyncEngine) -
     assert by_type["Pre\ufffdToolUse"]["summary"] == "a\ufffdb"
     assert by_type["PostModelSwitch"]["event_type"] == "PostModelSwitch"
     assert len(by_type["PostToolUse"]["reason"]) == MAX_TEXT_CHARS
+
+
+async def test_a_large_checked_batch_stores_what_the_single_row_writer_stores(
+    engine: AsyncEngine,
+) -> None:
+    # Over COPY_MIN_ROWS rows, so PostgreSQL takes its COPY path; some already stored.
+    copies = 20
+    async with get_async_session(engine) as db:
+        one = await crud.create_session(db, {"session_slug": "single"})
+        many = await crud.create_session(db, {"session_slug": "bulk"})
+    async with get_async_session(engine) as db:
+        for copy in range(copies):
+            for data in inputs(one.id, f"one{copy}"):
+                await crud.create_agent_log(db, data)
+    rows = [
+        agent_log_values(data) for copy in range(copies) for data in inputs(many.id, f"many{copy}")
+    ]
+    async with get_async_session(engine) as db:
+        first = await crud.add_agent_logs(db, rows[:8], checked=True)
+    async with get_async_session(engine) as db:
+        keys = await crud.add_agent_logs(db, rows, checked=True)
+    assert len(first) == 8
+    assert len(keys) == len(rows) - 8 + 2  # the rows without a spool id go in again
+    assert {key.spool_id for key in keys} == {row["spool_id"] for row in rows[8:]} | {None}
+    single, bulk = await read_back(engine, one.id), await read_back(engine, many.id)
+    assert len(bulk) == len(single) + 2 == 4 * copies + 2
+    extra = Counter(map(repr, bulk))
+    extra.subtract(Counter(map(repr, single)))
+    # Row for row the same, but for the two rows without a spool id sent twice.
+    assert +extra == Counter({repr(row): 2 for row in bulk if row["event_type"] == "Notification"})
 
 
 @pytest.mark.parametrize(

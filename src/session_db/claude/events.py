@@ -37,7 +37,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import jsoncodec
 from session_db.claude import spool
-from session_db.crud.agent_logs import add_agent_logs, validate_agent_log
+from session_db.crud.agent_logs import add_agent_logs, agent_log_values
 from session_db.crud.projects import upsert_project, upsert_projects
 from session_db.crud.relationships import link_new_children
 from session_db.crud.sessions import (
@@ -55,7 +55,6 @@ from session_db.crud.tool_calls import (
 from session_db.errors import InvalidInputError
 from session_db.models import (
     AgentLog,
-    AgentLogCreate,
     EventCategory,
     Project,
     RelationshipType,
@@ -114,19 +113,31 @@ class HookEvent:
     received_at: datetime
     payload: dict[str, Any]
     project_dir: str | None = None
+    # What `text` answered, per key: storing a batch asks for the same few keys of each
+    # event a dozen times.
+    _texts: dict[str, str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def text(self, key: str) -> str | None:
         """Return payload[key] as text if it is a non-empty string or a number, else None."""
+        try:
+            return self._texts[key]
+        except KeyError:
+            pass
         value = self.payload.get(key)
         if isinstance(value, bool) or value is None:
-            return None
-        if isinstance(value, int | float):
-            return str(value)
-        return value if isinstance(value, str) and value else None
+            found = None
+        elif isinstance(value, int | float):
+            found = str(value)
+        else:
+            found = value if isinstance(value, str) and value else None
+        self._texts[key] = found
+        return found
 
     @functools.cached_property
-    def entry(self) -> AgentLogCreate:
-        """The event's validated `agent_logs` input (see `log_entry`), computed once.
+    def entry(self) -> dict[str, Any]:
+        """The event's checked `agent_logs` values (see `log_entry`), computed once.
 
         Raises:
             InvalidInputError: The event cannot be stored.
@@ -216,8 +227,8 @@ def clean_text(value: Any) -> Any:
 _UNPLACED = uuid.UUID(int=0)
 
 
-def log_entry(event: HookEvent) -> AgentLogCreate:
-    """Return the validated `agent_logs` input of an event, its session not yet placed.
+def log_entry(event: HookEvent) -> dict[str, Any]:
+    """Return the checked `agent_logs` values of an event, its session not yet placed.
 
     The promoted columns are clipped to their length (the payload keeps them whole).
 
@@ -240,7 +251,7 @@ def log_entry(event: HookEvent) -> AgentLogCreate:
     if event.name == "PostCompact":  # the summary a compaction left behind
         values["summary"] = event.text("compact_summary")
     try:
-        return validate_agent_log(values)
+        return agent_log_values(values)
     except RecursionError:
         raise InvalidInputError("agent_log", "payload", "nested too deeply to store") from None
 
@@ -605,12 +616,12 @@ TOOL_EVENTS = frozenset(
 
 async def _pair_tool_calls(
     db: AsyncSession, events: list[tuple[HookEvent, uuid.UUID]]
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], set[uuid.UUID]]:
     """Pair a batch's tool events into calls: in memory, with one lookup of stored calls.
 
     Returns:
-        {spool id of the event: the state of the call it belongs to}; events of one call
-        share the same dict.
+        {spool id of the event: the state of the call it belongs to}, events of one call
+        sharing the same dict; and the ids of the calls found stored.
     """
     keyed = {
         (session_id, _tool_use_id(tool_use_id))
@@ -646,7 +657,7 @@ async def _pair_tool_calls(
             call = _unkeyed_call(running.setdefault(session_id, []), event, session_id)
         _merge_tool_event(call, event)
         by_event[event.spool_id] = call
-    return by_event
+    return by_event, {call.id for call in stored.values()}
 
 
 # Events that end one call; without a tool_use_id they are paired by tool and input.
@@ -684,7 +695,7 @@ async def apply_events(
             parent = activity.setdefault(parent_id, SessionActivity())
             parent.touched_at = _later(parent.touched_at, event.received_at)
     tool_events = [(e, sid) for e, sid, _ in ordered if e.name in TOOL_EVENTS]
-    calls = await _pair_tool_calls(db, tool_events) if tool_events else {}
+    calls, stored_ids = await _pair_tool_calls(db, tool_events) if tool_events else ({}, set())
     for event, _session_id, _ in ordered:
         launch = _launch(event)
         call = calls.get(event.spool_id)
@@ -699,7 +710,7 @@ async def apply_events(
         child.cover(call.get("started_at") or event.received_at)
         child.cover(event.received_at)
     unique_calls = {id(call): call for call in calls.values()}
-    await save_tool_calls(db, list(unique_calls.values()))
+    await save_tool_calls(db, list(unique_calls.values()), stored_ids=stored_ids)
     await record_session_activity(db, activity)
 
 
@@ -714,7 +725,7 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
     result = StoredEvents()
     unique = list({event.spool_id: event for event in events}.values())
     result.duplicates = len(events) - len(unique)
-    entries: list[tuple[HookEvent, AgentLogCreate]] = []
+    entries: list[tuple[HookEvent, dict[str, Any]]] = []
     for event in unique:
         try:
             entries.append((event, event.entry))
@@ -726,10 +737,11 @@ async def store_events(db: AsyncSession, events: list[HookEvent]) -> StoredEvent
     rows = []
     for event, entry in entries:
         session_id, parent_id = placement.sessions[event.spool_id]
-        depth = 0 if parent_id is None else 1
-        update = {"session_id": session_id, "parent_session_id": parent_id, "session_depth": depth}
-        rows.append(entry.model_copy(update=update))
-    inserted = {key.spool_id for key in await add_agent_logs(db, rows)}
+        row = entry.copy()  # the entry stays as it was, should the chunk be tried again
+        row["session_id"], row["parent_session_id"] = session_id, parent_id
+        row["session_depth"] = 0 if parent_id is None else 1
+        rows.append(row)
+    inserted = {key.spool_id for key in await add_agent_logs(db, rows, checked=True)}
     new = [(event, *placement.sessions[event.spool_id]) for event, _ in entries]
     new = [item for item in new if item[0].spool_id in inserted]
     result.duplicates += len(entries) - len(new)

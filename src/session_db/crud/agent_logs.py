@@ -1,13 +1,15 @@
 """Agent logs (hook and response events): add one or many, read, list by session and time.
 
-Events are the hot path, so both writes are single set-based statements with no
-SAVEPOINT: input is validated once, references are checked with one lookup per batch,
-and the insert skips a `spool_id` already stored (ON CONFLICT DO NOTHING), which makes
-re-delivering an event harmless. A row the checks let through and the database still
-refuses (a reference deleted meanwhile by another transaction) raises the translated
-error; on PostgreSQL the caller's transaction must then be rolled back.
+Events are the hot path, so both writes are set-based, with no SAVEPOINT per row: input
+is validated once, references are checked with one lookup per batch, and the insert
+skips a `spool_id` already stored (ON CONFLICT DO NOTHING; on PostgreSQL a lookup, then
+COPY in one SAVEPOINT per batch), which makes re-delivering an event harmless. A row the
+checks let through and the database still refuses (a reference deleted meanwhile by
+another transaction) raises the translated error; on PostgreSQL the caller's transaction
+must then be rolled back.
 """
 
+import typing
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -29,8 +31,8 @@ from session_db.crud._base import (
     translating_errors,
     update_row,
 )
-from session_db.crud._bulk import insert_rows
-from session_db.errors import ConflictError, InvalidInputError, NotFoundError
+from session_db.crud._bulk import COPY_MIN_ROWS, copy_rows, insert_rows, insert_rows_counted
+from session_db.errors import ConflictError, InvalidInputError, NotFoundError, is_transient
 from session_db.models import (
     Agent,
     AgentLog,
@@ -40,7 +42,15 @@ from session_db.models import (
     EventCategory,
     Session,
 )
-from session_db.models.base import new_id, utcnow
+from session_db.models.base import (
+    INT64_MAX,
+    MAX_TEXT_CHARS,
+    NUL,
+    new_id,
+    normalise_value,
+    scrub_nul,
+    utcnow,
+)
 
 ENTITY = "agent_log"
 _TABLE: sa.Table = AgentLog.__table__  # type: ignore[attr-defined]
@@ -66,6 +76,126 @@ def validate_agent_log(
     return log
 
 
+def _field_kinds() -> dict[str, tuple[str, Any]]:
+    """Per `AgentLogCreate` field, the plain value the fast check accepts as it is."""
+    kinds: dict[str, tuple[str, Any]] = {}
+    for name, info in AgentLogCreate.model_fields.items():
+        limit = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
+        annotation = str(info.annotation)
+        if name == "event_category":
+            kinds[name] = ("category", None)
+        elif name == "session_depth":
+            kinds[name] = ("depth", None)
+        elif "UUID" in annotation:
+            kinds[name] = ("uuid", None)
+        elif "datetime" in annotation:
+            kinds[name] = ("datetime", None)
+        elif "dict" in annotation:
+            kinds[name] = ("dict", None)
+        else:
+            kinds[name] = ("str", limit)
+    return kinds
+
+
+_KINDS = _field_kinds()
+_REQUIRED = frozenset(
+    name for name, info in AgentLogCreate.model_fields.items() if info.is_required()
+)
+_NULLABLE = frozenset(
+    name
+    for name, info in AgentLogCreate.model_fields.items()
+    if type(None) in typing.get_args(info.annotation)
+)
+_CATEGORIES = {member.value: member.value for member in EventCategory} | {
+    member: member.value for member in EventCategory
+}
+
+
+def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`data` normalised as the model would, if every value is plain; else None.
+
+    Plain: what the model keeps as it is (str within its length, dict with text keys,
+    UUID, datetime, a non-negative int depth, a category), so only the model's own
+    input pass (`normalise_value`: NUL replaced, sizes limited) can change it.
+    """
+    if not data.keys() >= _REQUIRED:
+        return None
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        spec = _KINDS.get(name)
+        if spec is None:
+            return None
+        kind, limit = spec
+        if value is None:
+            if name not in _NULLABLE:
+                return None
+        elif kind == "str":
+            if type(value) is not str or len(value) > (limit or MAX_TEXT_CHARS):
+                return None
+            if NUL in value:
+                value = scrub_nul(value)
+        elif kind == "dict":
+            if type(value) is not dict or not all(type(key) is str for key in value):
+                return None
+            try:
+                value = normalise_value(value)
+            except ValueError:
+                return None  # over its limit: the model says so, naming the field
+        elif kind == "uuid":
+            if type(value) is not uuid.UUID:
+                return None
+        elif kind == "datetime":
+            if type(value) is not datetime:
+                return None
+        elif kind == "depth":
+            if type(value) is not int or not 0 <= value <= INT64_MAX:
+                return None
+        elif not isinstance(value, str) or value not in _CATEGORIES:
+            return None
+        values[name] = value
+    return values
+
+
+def agent_log_values(data: Mapping[str, Any], entity: str = ENTITY) -> dict[str, Any]:
+    """Return a new row's values from `data`, checked exactly as `validate_agent_log` checks.
+
+    For the hot writers (hook delivery): input of plain values (str, dict, UUID,
+    datetime, each within its limits) is checked here without building a model, which
+    costs a fraction of pydantic's validation; anything else goes through the model, so
+    the values and the errors are the model's either way. Give the result to
+    `add_agent_logs(..., checked=True)`, its session fields filled in if need be.
+
+    Raises:
+        InvalidInputError: A field is missing or invalid; the error names it.
+    """
+    values = _fast_values(data)
+    if values is None:
+        return _input_values(validate_agent_log(data, entity))
+    values["event_category"] = _CATEGORIES[values.get("event_category", EventCategory.HOOK)]
+    for name in _OPTIONAL:
+        values.setdefault(name, None)
+    values.setdefault("session_depth", 0)
+    values.setdefault("payload", {})
+    values.setdefault("occurred_at", utcnow())
+    parent = values["parent_session_id"]
+    if parent is not None and parent == values["session_id"]:
+        raise InvalidInputError(entity, "parent_session_id", "must differ from session_id")
+    return values
+
+
+_OPTIONAL = tuple(
+    name
+    for name, info in AgentLogCreate.model_fields.items()
+    if not info.is_required() and info.default is None and info.default_factory is None
+)
+
+
+def _input_values(log: AgentLogCreate) -> dict[str, Any]:
+    values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
+    values["event_category"] = log.event_category.value
+    return values
+
+
 class AgentLogKey(NamedTuple):
     """The keys of a row `add_agent_logs` inserted."""
 
@@ -75,8 +205,7 @@ class AgentLogKey(NamedTuple):
 
 def _row_values(log: AgentLogCreate) -> dict[str, Any]:
     """The full column values of a new row (defaults filled here, not by the server)."""
-    values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
-    values["event_category"] = log.event_category.value
+    values = _input_values(log)
     values["id"] = new_id()
     values["created_at"] = utcnow()
     return values
@@ -145,7 +274,10 @@ async def create_agent_log(
 
 @translating_errors(ENTITY)
 async def add_agent_logs(
-    db: AsyncSession, rows: Iterable[AgentLogCreate | Mapping[str, Any]]
+    db: AsyncSession,
+    rows: Iterable[AgentLogCreate | Mapping[str, Any]],
+    *,
+    checked: bool = False,
 ) -> list[AgentLogKey]:
     """Record many events in a bounded number of statements; return the keys of those inserted.
 
@@ -153,6 +285,10 @@ async def add_agent_logs(
     already valid). Within the batch, a `spool_id` seen twice keeps its first row; a
     `spool_id` already stored is skipped, so delivering the same events again inserts
     nothing. Nothing is written unless every row is valid and refers to rows that exist.
+
+    Args:
+        checked: The rows are `agent_log_values` results (their session fields may be
+            filled in since): they are not checked again.
 
     Returns:
         (id, spool_id) of each inserted row, in input order.
@@ -163,32 +299,78 @@ async def add_agent_logs(
     """
     values: list[dict[str, Any]] = []
     seen: set[str] = set()
+    now = utcnow()  # one creation time for the batch: it is one write
     for index, data in enumerate(rows):
-        log = validate_agent_log(data, f"{ENTITY}s[{index}]")
-        if log.spool_id is not None:
-            if log.spool_id in seen:
+        if checked:
+            row = dict(data)
+        elif isinstance(data, AgentLogCreate):
+            row = _input_values(data)
+        else:
+            row = agent_log_values(data, f"{ENTITY}s[{index}]")
+        spool_id = row["spool_id"]
+        if spool_id is not None:
+            if spool_id in seen:
                 continue
-            seen.add(log.spool_id)
-        values.append(_row_values(log))
+            seen.add(spool_id)
+        row["id"] = new_id()
+        row["created_at"] = now
+        values.append(row)
     if not values:
         return []
     await _check_references(db, values)
     if db.get_bind().dialect.name == "postgresql":
+        fresh = await _insert_postgres(db, values, seen)
+    else:
+        # SQLite returns no rows from an executemany, but counts them: only when some
+        # spool id was stored already are the new rows looked up (by their fresh ids).
+        inserted = await insert_rows_counted(db, _TABLE, values, skip_conflicts_on=["spool_id"])
+        fresh = values
+        if inserted != len(values):
+            ids = [row["id"] for row in values]
+            found = set((await db.exec(select(AgentLog.id).where(AgentLog.id.in_(ids)))).all())  # type: ignore[attr-defined]
+            fresh = [row for row in values if row["id"] in found]
+    return [AgentLogKey(row["id"], row["spool_id"]) for row in fresh]
+
+
+_STORED_SPOOL_IDS = sa.text(
+    "SELECT spool_id FROM agent_logs WHERE spool_id = ANY(:ids)"
+).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String())))
+
+
+async def _insert_postgres(
+    db: AsyncSession, values: list[dict[str, Any]], spool_ids: set[str]
+) -> list[dict[str, Any]]:
+    """Insert the rows whose spool id is not stored yet; return those inserted.
+
+    A batch skips the spool ids already stored (one lookup), then COPYs the rest straight
+    into the table, in a SAVEPOINT (one per batch): half the work of staging them and
+    moving them across with ON CONFLICT. Should the COPY be refused (a concurrent writer
+    stored one of the spool ids since the lookup, or a reference was deleted meanwhile),
+    the conflict-skipping statement does it instead, and reports a refusal in our terms.
+    """
+    if len(values) < COPY_MIN_ROWS:
         written = await insert_rows(
             db, _TABLE, values, skip_conflicts_on=["spool_id"], returning=["id"]
         )
         inserted = {row_id for (row_id,) in written}
-        fresh = [row for row in values if row["id"] in inserted]
-    else:
-        # SQLite returns no rows from an executemany: find the stored spool ids first (one
-        # lookup; the write transaction keeps them from changing meanwhile).
-        stored = set()
-        if seen:
-            found = await db.exec(select(AgentLog.spool_id).where(AgentLog.spool_id.in_(seen)))  # type: ignore[union-attr]
-            stored = set(found.all())
-        fresh = [row for row in values if row["spool_id"] is None or row["spool_id"] not in stored]
-        await insert_rows(db, _TABLE, fresh, skip_conflicts_on=["spool_id"])
-    return [AgentLogKey(row["id"], row["spool_id"]) for row in fresh]
+        return [row for row in values if row["id"] in inserted]
+    stored: set[str] = set()
+    if spool_ids:
+        found = await (await db.connection()).execute(_STORED_SPOOL_IDS, {"ids": list(spool_ids)})
+        stored = {spool_id for (spool_id,) in found}
+    fresh = [row for row in values if row["spool_id"] is None or row["spool_id"] not in stored]
+    if not fresh:
+        return []
+    try:
+        async with db.begin_nested():
+            await copy_rows(db, _TABLE, fresh)
+        return fresh
+    except Exception as error:
+        if is_transient(error):
+            raise
+    written = await insert_rows(db, _TABLE, fresh, skip_conflicts_on=["spool_id"], returning=["id"])
+    inserted = {row_id for (row_id,) in written}
+    return [row for row in fresh if row["id"] in inserted]
 
 
 @translating_errors(ENTITY)

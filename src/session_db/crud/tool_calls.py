@@ -7,7 +7,7 @@ two batches that both carry part of one call merge instead of duplicating it.
 """
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -22,7 +22,8 @@ from session_db.crud._base import (
     paginate,
     translating_errors,
 )
-from session_db.crud._bulk import excluded, insert_rows, update_rows
+from session_db.crud._bulk import COPY_MIN_ROWS, copy_rows, excluded, insert_rows, update_rows
+from session_db.errors import is_transient
 from session_db.models import ToolCall, ToolCallRead, ToolCallStatus
 from session_db.models.base import utcnow
 
@@ -110,8 +111,30 @@ def _row(call: Mapping[str, Any], now: Any) -> dict[str, Any]:
     return row
 
 
+async def _copy_new(db: AsyncSession, rows: list[dict[str, Any]]) -> bool:
+    """COPY calls taken to be new straight into the table (PostgreSQL, in a SAVEPOINT).
+
+    Returns:
+        Whether they went in; False if the COPY was refused (a concurrent writer stored
+        one of them since the caller's lookup), which rolled back to the savepoint.
+    """
+    try:
+        async with db.begin_nested():
+            await copy_rows(db, _TABLE, rows)
+        return True
+    except Exception as error:
+        if is_transient(error):
+            raise
+        return False
+
+
 @translating_errors(ENTITY)
-async def save_tool_calls(db: AsyncSession, calls: Sequence[Mapping[str, Any]]) -> None:
+async def save_tool_calls(
+    db: AsyncSession,
+    calls: Sequence[Mapping[str, Any]],
+    *,
+    stored_ids: Collection[uuid.UUID] | None = None,
+) -> None:
     """Write the merged state of many tool calls: one statement per kind of write.
 
     Args:
@@ -119,10 +142,23 @@ async def save_tool_calls(db: AsyncSession, calls: Sequence[Mapping[str, Any]]) 
             `tool_use_id` is upserted on (session_id, tool_use_id): a concurrent writer's
             start time, input or outcome is kept where this one has none. A call without
             one is inserted, or updated by `id` if it is stored already.
+        stored_ids: The ids of the calls `find_tool_calls` found in this transaction,
+            when the caller looked all of them up: the other keyed calls are then new,
+            and on PostgreSQL a batch of them is COPYed straight in (the upsert only
+            where that is refused).
     """
     now = utcnow()
     keyed = [_row(call, now) for call in calls if call.get("tool_use_id") is not None]
     unkeyed = [_row(call, now) for call in calls if call.get("tool_use_id") is None]
+    if (
+        keyed
+        and stored_ids is not None
+        and db.get_bind().dialect.name == "postgresql"
+        and len(keyed) >= COPY_MIN_ROWS
+    ):
+        new = [row for row in keyed if row["id"] not in stored_ids]
+        if len(new) >= COPY_MIN_ROWS and await _copy_new(db, new):
+            keyed = [row for row in keyed if row["id"] in stored_ids]
     if keyed:
         new, old = excluded(_TABLE), _TABLE.c
         done = new.status != ToolCallStatus.RUNNING.value
