@@ -269,7 +269,12 @@ async def _follow(
                 return
             cursor = (page[-1].created_at, page[-1].id)  # a burst: page through it
 
-    latest = (await read(None, limit))[::-1]
+    # The latest stored, shown in the order they happened: one batch's rows are stored
+    # together, so their storage order says nothing of the order of events.
+    latest = sorted(
+        await read(None, limit),
+        key=lambda log: (log.occurred_at or log.created_at, log.created_at, log.id),
+    )
     newest = max((log.created_at for log in latest), default=newest)
     show(latest)
     await poll(display=False)
