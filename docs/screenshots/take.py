@@ -102,6 +102,7 @@ def main() -> None:
             "overview": "/",
             "sessions": "/sessions?sort=cost&dir=desc",
             "session": f"/sessions/{PARENT}",
+            "usage": "/usage?breakdown=1",
         }
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(

@@ -84,7 +84,14 @@ async def body_rows(page: Page, table: str) -> list[str]:
 async def test_every_page_loads_without_console_errors_or_the_password(
     server: str, watched: Watched
 ) -> None:
-    for path in ["/", "/sessions", f"/sessions/{PARENT}", f"/sessions/{CHILD}", "/nowhere"]:
+    for path in [
+        "/",
+        "/sessions",
+        f"/sessions/{PARENT}",
+        f"/sessions/{CHILD}",
+        "/usage?breakdown=1",
+        "/nowhere",
+    ]:
         response = await watched.page.goto(server + path)
         assert response is not None
         assert response.status == (404 if path == "/nowhere" else 200), path

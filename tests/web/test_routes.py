@@ -15,7 +15,7 @@ from session_db import crud
 from session_db.database import get_async_session
 from session_db.web import create_app
 
-PAGES = ["/", "/sessions", f"/sessions/{PARENT}", f"/sessions/{CHILD}"]
+PAGES = ["/", "/sessions", f"/sessions/{PARENT}", f"/sessions/{CHILD}", "/usage"]
 
 
 @pytest.fixture
@@ -266,3 +266,45 @@ async def test_the_tree_rolls_cost_up_through_every_level(
     assert "$3.2500" in tree[0] and "$4.0000" in tree[0]  # 3.25 + 0.50 + 0.25
     assert "$0.7500" in tree[1] and "grandchild" in tree[2]
     assert 'class="depth-2"' in (await client.get(f"/sessions/{PARENT}")).text
+
+
+async def test_usage_page_shows_the_cli_report_with_totals_and_cost_sources(
+    client: httpx.AsyncClient,
+) -> None:
+    daily = (await client.get("/usage", params={"timezone": "UTC"})).text
+    days = rows(daily, "usage")
+    # The seed's agent runs, dated by their start: 2026-02-10 (gpt-4o) and 2026-02-14.
+    assert [row.split()[0] for row in days] == ["2026-02-10", "2026-02-14"]
+    assert "$1.7500" in days[0] and "$3.7500" in days[1]  # 1.60 + 1.10 + 0.55 + 0.50
+    assert "$5.5000" in daily  # the total row
+    assert "Costs: 5 reported, 0 computed, 0 unpriced; times in UTC." in daily
+    by_model = (await client.get("/usage", params={"breakdown": "1"})).text
+    assert "└ claude-sonnet-4-5" in by_model and "claude-sonnet-4-5-20250929" not in by_model
+    sessions = rows((await client.get("/usage", params={"period": "session"})).text, "usage")
+    assert len(sessions) == 3
+
+
+async def test_usage_page_filters_by_agent_project_and_dates(client: httpx.AsyncClient) -> None:
+    none = (await client.get("/usage", params={"agent": "codex"})).text
+    assert "No usage recorded for these filters." in none and 'id="usage"' not in none
+    ranged = (
+        await client.get("/usage", params={"since": "2026-02-14", "until": "2026-02-14"})
+    ).text
+    assert [row.split()[0] for row in rows(ranged, "usage")] == ["2026-02-14"]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"period": "hourly"}, "period"),
+        ({"agent": "cursor"}, "agent"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-02-14", "until": "2026-02-10"}, "until"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+    ],
+)
+async def test_a_bad_usage_filter_is_a_400_naming_it(
+    client: httpx.AsyncClient, params: dict[str, str], named: str
+) -> None:
+    response = await client.get("/usage", params=params)
+    assert response.status_code == 400 and named in response.text

@@ -84,7 +84,7 @@ def create_app(engine: AsyncEngine | None = None, *, poll_interval: float = 1.0)
     Returns:
         A Starlette application serving GET routes only.
     """
-    from session_db.web import pages, stream
+    from session_db.web import pages, stream, usage
 
     def get(path: str, endpoint: Any, name: str) -> Route:
         return Route(path, endpoint, methods=["GET"], name=name)
@@ -93,6 +93,7 @@ def create_app(engine: AsyncEngine | None = None, *, poll_interval: float = 1.0)
         get("/", pages.overview, "overview"),
         get("/sessions", pages.sessions, "sessions"),
         get("/sessions/{slug:path}", pages.session, "session"),
+        get("/usage", usage.usage, "usage"),
         get("/api/events/stream", stream.events_stream, "events_stream"),
         get("/healthz", healthz, "healthz"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

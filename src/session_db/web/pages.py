@@ -23,7 +23,7 @@ from starlette.responses import Response
 from session_db import crud
 from session_db.database import describe_url, get_async_session, get_engine
 from session_db.errors import NotFoundError
-from session_db.models import SessionPhase, SessionStatus
+from session_db.models import SessionPhase, SessionStatus, SessionTreeNode
 from session_db.web import charts
 
 PAGE_SIZE = 50
@@ -231,61 +231,35 @@ class TreeRow:
     session_id: uuid.UUID
 
 
-def tree_rows(tree: Any) -> list[TreeRow]:
-    """Flatten `crud.get_session_tree`'s nested nodes, each with its subtree's cost.
+def tree_rows(tree: SessionTreeNode) -> list[TreeRow]:
+    """Flatten `crud.get_session_tree`'s nested nodes for a table, root first.
 
-    The one place that knows the node type's fields, so a change to them is adapted
-    here. It reads both shapes the node has had: the session's columns on a `session`
-    attribute (with `id`), or on the node itself (with `session_id`); the subtree's
-    totals are summed here either way.
+    The subtree totals are the ones the tree query computed (each session counted once,
+    even where two paths reach it).
     """
-
-    def columns(node: Any) -> Any:
-        return getattr(node, "session", node)
-
-    def key(node: Any) -> uuid.UUID:
-        session = columns(node)
-        return getattr(session, "session_id", None) or session.id
-
-    def own(node: Any) -> tuple[Decimal, int]:
-        session = columns(node)
-        return Decimal(session.total_cost or 0), int(session.total_tokens or 0)
-
-    totals: dict[uuid.UUID, tuple[Decimal, int]] = {}
-
-    def total(node: Any) -> tuple[Decimal, int]:
-        cost, tokens = own(node)
-        for child in node.children:
-            child_cost, child_tokens = total(child)
-            cost, tokens = cost + child_cost, tokens + child_tokens
-        totals[key(node)] = (cost, tokens)
-        return cost, tokens
-
     rows: list[TreeRow] = []
 
-    def walk(node: Any, depth: int) -> None:
-        session = columns(node)
+    def walk(node: SessionTreeNode) -> None:
         rows.append(
             TreeRow(
-                depth=depth,
-                slug=session.session_slug,
-                title=session.title,
-                phase=str(getattr(session.phase, "value", session.phase)),
-                status=str(getattr(session.status, "value", session.status)),
-                started_at=session.started_at,
-                ended_at=session.ended_at,
-                own_cost=own(node)[0],
-                own_tokens=own(node)[1],
-                rolled_cost=totals[key(node)][0],
-                rolled_tokens=totals[key(node)][1],
-                session_id=key(node),
+                depth=node.depth,
+                slug=node.session_slug,
+                title=node.title,
+                phase=node.phase,
+                status=node.status,
+                started_at=node.started_at,
+                ended_at=node.ended_at,
+                own_cost=Decimal(node.total_cost or 0),
+                own_tokens=int(node.total_tokens or 0),
+                rolled_cost=Decimal(node.rollup_cost or 0),
+                rolled_tokens=int(node.rollup_tokens or 0),
+                session_id=node.session_id,
             )
         )
         for child in node.children:
-            walk(child, depth + 1)
+            walk(child)
 
-    total(tree)
-    walk(tree, 0)
+    walk(tree)
     return rows
 
 
