@@ -171,6 +171,14 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _outage(error: Exception) -> DatabaseUnavailableError | None:
+    """The error a delivery pass raises for a transient database fault (the batch waits
+    for the next pass), or None when `error` is to be raised as it is."""
+    if isinstance(error, SessionDBError) or not is_transient(error):
+        return None
+    return DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}")
+
+
 def _log(message: str, directory: str) -> None:
     """A line in deliverer.log, if the disk lets us: a full disk must not stop delivery."""
     with contextlib.suppress(OSError):
@@ -405,9 +413,9 @@ async def deliver_pending(
             for path in spool.batch_files(directory):
                 report.add(await deliver_batch_file(engine, directory, path, batch_size))
     except Exception as error:
-        if isinstance(error, SessionDBError) or not is_transient(error):
+        if (outage := _outage(error)) is None:
             raise
-        raise DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}") from error
+        raise outage from error
     finally:
         lock.release()
     if import_transcripts and report.transcripts:
@@ -670,9 +678,9 @@ async def retry_rejected(
             for batch, _ in batches:
                 report.add(await deliver_batch_file(engine, directory, batch))
         except Exception as error:
-            if isinstance(error, SessionDBError) or not is_transient(error):
+            if (outage := _outage(error)) is None:
                 raise
-            raise DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}") from error
+            raise outage from error
     finally:
         lock.release()
     if import_transcripts and report.transcripts:
