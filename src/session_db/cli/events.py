@@ -20,7 +20,7 @@ from session_db.cli.common import (
     run,
     shorten,
 )
-from session_db.cli.queries import JsonOption, SessionArgument, find_session
+from session_db.cli.queries import JsonOption, SessionArgument
 
 POLL_SECONDS = 1.0  # how often `--follow` asks the database for new events
 LAG = timedelta(seconds=10)  # how long a writer may take to commit what it stamped
@@ -196,7 +196,7 @@ async def _events(slug_or_id: str, types: list[str] | None, tool: str | None, li
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
         logs = await crud.list_agent_logs(
             db,
             session_id=session.id,
@@ -255,7 +255,7 @@ async def _follow(
             )
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
 
     async def poll(display: bool) -> None:
         cursor = (newest - LAG, _ZERO)
@@ -355,7 +355,7 @@ async def _tools(slug_or_id: str, status: str | None, tool: str | None, limit: i
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
         calls = await crud.list_tool_calls(
             db, session_id=session.id, status=status, tool_name=tool, descending=True, limit=limit
         )

@@ -74,24 +74,6 @@ UntilOption = Annotated[
 LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")]
 
 
-async def find_session(db: Any, slug_or_id: str) -> Any:
-    """The session with this slug or id, or NotFoundError.
-
-    The slug is tried first: a Claude Code session's slug is its session id, a UUID too.
-    """
-    from session_db import crud
-    from session_db.errors import NotFoundError
-
-    try:
-        return await crud.get_session_by_slug(db, slug_or_id)
-    except NotFoundError:
-        try:
-            session_id = uuid.UUID(slug_or_id)
-        except ValueError:
-            raise NotFoundError("session", slug_or_id, field="session_slug") from None
-        return await crud.get_session(db, session_id)
-
-
 def _summary(session: Any, project: Any = None) -> dict[str, Any]:
     return {
         "id": str(session.id),
@@ -330,7 +312,7 @@ async def _show(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
         project = await crud.get_project(db, session.project_id) if session.project_id else None
         agents = await crud.list_agents(db, session_id=session.id)
         rollup = await crud.get_session_rollup(db, session.id)
@@ -394,7 +376,7 @@ async def _tree(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
         # One statement for the whole tree, every node's totals included.
         return await crud.get_session_tree(db, session.id)
 
@@ -480,7 +462,7 @@ async def _tasks(slug_or_id: str):  # type: ignore[no-untyped-def]
     from session_db.database import get_async_session
 
     async with get_async_session(read_only=True) as db:
-        session = await find_session(db, slug_or_id)
+        session = await crud.get_session_by_slug_or_id(db, slug_or_id)
         tasks = sorted(await crud.list_tasks(db, session.id, limit=1000), key=_plan_order)
         ready = {t.id for t in await crud.list_ready_tasks(db, session.id)}
         groups = {g.id: g.group_name for g in await crud.list_task_groups(db, session.id)}
@@ -544,7 +526,7 @@ async def _threads(key: str):  # type: ignore[no-untyped-def]
         try:
             thread = await crud.get_thread(db, uuid.UUID(key))
         except (ValueError, NotFoundError):
-            session = await find_session(db, key)
+            session = await crud.get_session_by_slug_or_id(db, key)
             threads = list(await crud.list_session_threads(db, session.id))
         else:
             threads = [thread]

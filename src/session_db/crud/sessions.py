@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import case, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -243,6 +243,31 @@ async def get_session_by_slug(db: AsyncSession, session_slug: str) -> Session:
     found = (await db.exec(select(Session).where(Session.session_slug == session_slug))).first()
     if found is None:
         raise NotFoundError(ENTITY, session_slug, field="session_slug")
+    return found
+
+
+@translating_errors(ENTITY)
+async def get_session_by_slug_or_id(db: AsyncSession, slug_or_id: str) -> Session:
+    """Return the session with this slug, else with this id (one statement).
+
+    The slug wins: a Claude Code session's slug is its session id, which is a UUID too.
+
+    Raises:
+        NotFoundError: No session has this slug or id.
+    """
+    try:
+        session_id: uuid.UUID | None = uuid.UUID(slug_or_id)
+    except ValueError:
+        session_id = None
+    by_slug = Session.session_slug == slug_or_id
+    statement = select(Session).where(
+        by_slug if session_id is None else or_(by_slug, Session.id == session_id)
+    )
+    if session_id is not None:  # both may match different rows: the slug's comes first
+        statement = statement.order_by(case((by_slug, 0), else_=1)).limit(1)
+    found = (await db.exec(statement)).first()
+    if found is None:
+        raise NotFoundError(ENTITY, slug_or_id, field="session_slug")
     return found
 
 
@@ -578,6 +603,7 @@ __all__ = [
     "ensure_sessions",
     "get_session",
     "get_session_by_slug",
+    "get_session_by_slug_or_id",
     "list_sessions",
     "list_source_apps",
     "record_session_activity",

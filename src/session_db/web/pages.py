@@ -263,18 +263,6 @@ def tree_rows(tree: SessionTreeNode) -> list[TreeRow]:
     return rows
 
 
-async def find_session(db: AsyncSession, slug_or_id: str) -> Any:
-    """The session with this slug, else this id; NotFoundError if neither."""
-    try:
-        return await crud.get_session_by_slug(db, slug_or_id)
-    except NotFoundError:
-        try:
-            session_id = uuid.UUID(slug_or_id)
-        except ValueError:
-            raise NotFoundError("session", slug_or_id, field="session_slug") from None
-        return await crud.get_session(db, session_id)
-
-
 def _timeline(calls: list[Any], tree: list[TreeRow], now: datetime) -> Any:
     bars = [
         charts.Bar(
@@ -364,7 +352,7 @@ async def session(request: Request) -> Response:
     """One session: its tree, timeline, live events, tasks, threads and tokens."""
     slug = request.path_params["slug"]
     async with reading(request) as db:
-        found = await find_session(db, slug)
+        found = await crud.get_session_by_slug_or_id(db, slug)
         tree = tree_rows(await crud.get_session_tree(db, found.id))
         rollup = await crud.get_session_rollup(db, found.id)
         calls = await crud.list_tool_call_spans(db, found.id, limit=TOOL_CALLS_SHOWN)

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from session_db import crud
 from session_db.errors import InvalidInputError
-from session_db.web.pages import event_json, find_session, reading
+from session_db.web.pages import event_json, reading
 
 BATCH = 500
 # How far behind the newest row sent each look starts again. A row's created_at is
@@ -75,7 +75,7 @@ async def events_stream(request: Request) -> Response:
     resume = request.headers.get("last-event-id") or request.query_params.get("after")
     cursor = parse_cursor(resume)
     async with reading(request) as db:
-        session_id = (await find_session(db, wanted)).id
+        session_id = (await crud.get_session_by_slug_or_id(db, wanted)).id
         if cursor is None:
             cursor = await crud.get_latest_log_cursor(db, session_id=session_id)
     interval = request.app.state.poll_interval
