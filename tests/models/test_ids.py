@@ -12,7 +12,7 @@ from sqlmodel import select
 from session_db import crud
 from session_db.database import get_async_session
 from session_db.models import Session
-from session_db.models.base import new_id
+from session_db.models.base import new_id, new_ids
 
 
 def test_new_ids_are_unique_version_7_uuids_ordered_by_time() -> None:
@@ -24,6 +24,18 @@ def test_new_ids_are_unique_version_7_uuids_ordered_by_time() -> None:
     assert all(first < key for key in later)
     millis = int.from_bytes(first.bytes[:6], "big")
     assert abs(millis - time.time_ns() // 1_000_000) < 60_000
+
+
+def test_ids_made_in_bulk_are_version_7_and_later_than_one_made_before() -> None:
+    first = new_id()
+    time.sleep(0.002)
+    batch = new_ids(10_000)
+    assert len(batch) == len(set(batch)) == 10_000
+    assert all(key.version == 7 and key.variant == uuid.RFC_4122 for key in batch)
+    assert all(first < key for key in batch)
+    # The 74 random bits differ from key to key, not only the last bytes.
+    assert len({key.bytes[6:9] for key in batch}) > 9_000
+    assert new_ids(0) == []
 
 
 async def test_rows_created_later_sort_later_by_id_on_both_engines(engine: AsyncEngine) -> None:

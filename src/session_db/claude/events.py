@@ -65,7 +65,7 @@ from session_db.models import (
     ToolCall,
     ToolCallStatus,
 )
-from session_db.models.base import clip, new_id, scrub_nul
+from session_db.models.base import clip, column_length, new_id, scrub_nul
 
 SOURCE_APP = "claude-code"
 # Events with no session id still need a session row: they all go to this one.
@@ -105,6 +105,9 @@ def subagent_slug(session_id: str, agent_id: str) -> str:
     return f"{session_id}/agent-{agent_id}"
 
 
+_UNREAD = object()  # `HookEvent.text` has not looked this key up yet
+
+
 @dataclass(frozen=True)
 class HookEvent:
     """One spooled hook event: its spool id, when the hook received it, and the payload."""
@@ -121,12 +124,14 @@ class HookEvent:
 
     def text(self, key: str) -> str | None:
         """Return payload[key] as text if it is a non-empty string or a number, else None."""
-        try:
-            return self._texts[key]
-        except KeyError:
-            pass
+        found = self._texts.get(key, _UNREAD)
+        if found is not _UNREAD:
+            return found  # type: ignore[return-value]
         value = self.payload.get(key)
-        if isinstance(value, bool) or value is None:
+        kind = type(value)
+        if kind is str:  # nearly every value asked for: the one test it needs
+            found = value or None
+        elif value is None or isinstance(value, bool):
             found = None
         elif isinstance(value, int | float):
             found = str(value)
@@ -223,6 +228,12 @@ def clean_text(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _promoted_lengths() -> tuple[tuple[str, str, int | None], ...]:
+    """`PROMOTED` with each column's length: `clip` without its lookup per value."""
+    return tuple((key, column, column_length(AgentLog, column)) for key, column in PROMOTED)
+
+
 # Stands in for the session until the batch has found it: validation needs some id.
 _UNPLACED = uuid.UUID(int=0)
 
@@ -244,8 +255,9 @@ def log_entry(event: HookEvent) -> dict[str, Any]:
         "payload": event.payload,
         "occurred_at": event.received_at,
     }
-    for key, column in PROMOTED:
-        values[column] = clip(AgentLog, column, event.text(key))
+    for key, column, length in _promoted_lengths():
+        value = event.text(key)
+        values[column] = value if value is None or length is None else value[:length]
     tool_input = event.payload.get("tool_input")
     values["tool_input"] = tool_input if isinstance(tool_input, dict) else None
     if event.name == "PostCompact":  # the summary a compaction left behind

@@ -12,7 +12,9 @@ Nothing here validates: the callers pass rows they have validated and de-duplica
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -255,10 +257,21 @@ def _sqlite_utc_text(process: Any, value: Any) -> Any:
     """A timestamp as `UTCDateTime` stores it on SQLite: the UTC wall time as text."""
     if type(value) is not datetime:
         return process(value)  # a subclass or not a datetime: SQLAlchemy's way (or error)
+    return _utc_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    # Cached: a batch writes the same instants again and again (its one creation time,
+    # an event's time as its tool call's start). Equal datetimes are the same instant,
+    # whatever their zone, so they share one text; a naive one never equals an aware one.
     if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # The format of SQLAlchemy's SQLite DATETIME: "%04d-%02d-%02d %02d:%02d:%02d.%06d".
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # The format of SQLAlchemy's SQLite DATETIME.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+    )
 
 
 def _sqlite_json_text(serializer: Any, process: Any, value: Any) -> Any:
@@ -324,6 +337,15 @@ async def _sqlite_executemany(
             )
     converters = [_sqlite_converter(table.c[name].type, dialect) for name in names]
     records = _records(rows, names, converters)
+    sql = str(compiled)
+    constants = [item for kind, item in order if kind == "constant"]
+    row_marks = "(" + ", ".join("?" * len(names)) + ")"
+    if (
+        len(records) > 1
+        and order[: len(names)] == [("column", name) for name in names]
+        and sql.count(row_marks) == 1
+    ):
+        return await _sqlite_multirow(connection, sql, row_marks, records, constants)
     if [name for kind, name in order if kind == "column"] != names or len(order) != len(names):
         # Constants, or a column bound twice: lay the parameters out in the statement's
         # order, the constants appended to each record and picked by one itemgetter.
@@ -340,8 +362,37 @@ async def _sqlite_executemany(
         records = [pick(record + constants) for record in records]
         if len(picks) == 1:
             records = [(value,) for value in records]
-    result = await connection.exec_driver_sql(str(compiled), records)
+    result = await connection.exec_driver_sql(sql, records)
     return result.rowcount
+
+
+# The most parameters one SQLite statement takes: 32,766 since SQLite 3.32, 999 before.
+SQLITE_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+async def _sqlite_multirow(
+    connection: Any,
+    sql: str,
+    row_marks: str,
+    records: Sequence[tuple[Any, ...]],
+    constants: Sequence[Any],
+) -> int:
+    """Run a one-row INSERT as multi-row VALUES statements; return the rows changed.
+
+    One statement for as many rows as its parameters allow, not one step per row: SQLite
+    then does a page's work in one call that releases the GIL, so the Python side of the
+    next batch runs meanwhile, and rows bind with less overhead than an executemany's.
+    The statement's constants (an ON CONFLICT condition's) follow its VALUES, once.
+    """
+    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(constants)) // len(records[0]))
+    changed = 0
+    for start in range(0, len(records), per_statement):
+        part = records[start : start + per_statement]
+        statement = sql.replace(row_marks, ", ".join([row_marks] * len(part)))
+        parameters = (*itertools.chain.from_iterable(part), *constants)
+        result = await connection.exec_driver_sql(statement, parameters)
+        changed += result.rowcount
+    return changed
 
 
 def _with_conflict(

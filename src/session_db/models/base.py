@@ -69,6 +69,26 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def new_ids(count: int) -> list[uuid.UUID]:
+    """Return `count` fresh primary keys, as `new_id` makes them, in the order made.
+
+    For bulk writers: one read of the random source for all of them, not one each.
+    """
+    millis = time.time_ns() // 1_000_000
+    randomness = os.urandom(10 * count)
+    ids = []
+    for index in range(count):
+        value = millis << 80 | int.from_bytes(randomness[index * 10 : index * 10 + 10], "big")
+        value = (value & _VERSION_CLEAR) | _VERSION_7_VARIANT
+        ids.append(uuid.UUID(int=value))
+    return ids
+
+
+# The version (7) and variant (RFC 4122) bits of `new_ids`, cleared and set in one step.
+_VERSION_CLEAR = ~(0xF << 76) & ~(0x3 << 62)
+_VERSION_7_VARIANT = 0x7 << 76 | 0x2 << 62
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """An aware UTC timestamp on both engines.
 

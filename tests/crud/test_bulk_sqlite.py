@@ -1,0 +1,90 @@
+"""SQLite's bulk path: values converted as SQLAlchemy would, rows packed into multi-row
+statements, and what each statement changed counted."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from session_db import crud
+from session_db.crud import _bulk
+from session_db.database import get_async_session
+from session_db.models import AgentLog
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+INSTANTS = [
+    datetime(2026, 11, 30, 12, 0, tzinfo=UTC),  # no microseconds: still six digits
+    datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC),
+    datetime(2026, 11, 30, 7, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5))),  # another zone
+    datetime(2026, 11, 30, 12, 0, 0, 999999),  # naive: taken to be UTC
+]
+
+
+async def raw_times(engine: AsyncEngine, session_id: uuid.UUID) -> list[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.text(
+                "SELECT occurred_at FROM agent_logs WHERE session_id = :id ORDER BY event_type"
+            ),
+            {"id": session_id.hex},
+        )
+        return [text for (text,) in rows]
+
+
+async def test_bulk_rows_store_timestamps_as_the_single_row_writer_does(
+    engine: AsyncEngine,
+) -> None:
+    async with get_async_session(engine) as db:
+        one = await crud.create_session(db, {"session_slug": "single"})
+        many = await crud.create_session(db, {"session_slug": "bulk"})
+    # Each instant twice in the batch, so a cached conversion is read back as well.
+    rows = [
+        {"session_id": many.id, "event_type": f"E{index}{copy}", "occurred_at": at}
+        for index, at in enumerate(INSTANTS)
+        for copy in "ab"
+    ]
+    async with get_async_session(engine) as db:
+        for row in rows:
+            await crud.create_agent_log(db, {**row, "session_id": one.id})
+    async with get_async_session(engine) as db:
+        await crud.add_agent_logs(db, rows)
+    single, bulk = await raw_times(engine, one.id), await raw_times(engine, many.id)
+    assert bulk == single
+    assert bulk[0] == "2026-11-30 12:00:00.000000"
+    assert bulk[4] == "2026-11-30 12:00:00.000001"  # the other zone's instant, in UTC
+
+
+async def test_rows_beyond_one_statements_parameters_go_in_several_counting_each_new_row(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = len(AgentLog.__table__.columns)  # type: ignore[attr-defined]
+    # Room for three rows a statement: 10 rows take four statements, the last of one row.
+    monkeypatch.setattr(_bulk, "SQLITE_MAX_PARAMETERS", columns * 3 + 2)
+    async with get_async_session(engine) as db:
+        session = await crud.create_session(db, {"session_slug": "s"})
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    rows = [
+        {
+            "session_id": session.id,
+            "spool_id": f"spool-{index}",
+            "event_type": "Notification",
+            "payload": {"n": index},
+            "occurred_at": at + timedelta(seconds=index),
+        }
+        for index in range(10)
+    ]
+    async with get_async_session(engine) as db:
+        first = await crud.add_agent_logs(db, rows[3:5])
+    async with get_async_session(engine) as db:
+        keys = await crud.add_agent_logs(db, rows)
+    assert [key.spool_id for key in first] == ["spool-3", "spool-4"]
+    # Counted per statement: only the lookup of new rows can tell the two stored apart.
+    assert [key.spool_id for key in keys] == [f"spool-{i}" for i in range(10) if i not in (3, 4)]
+    async with get_async_session(engine) as db:
+        logs = await crud.list_agent_logs(db, session_id=session.id, limit=100)
+    assert sorted(log.payload["n"] for log in logs) == list(range(10))
