@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import jsoncodec
-from session_db.models.base import UTCDateTime
+from session_db.models.base import SerialisedDict, UTCDateTime
 
 # Rows per executemany page and per COPY: bounds memory and statement size.
 BULK_PAGE = 1000
@@ -42,6 +42,8 @@ def _as_text(value: Any) -> Any:
 
 
 def _as_json(value: Any) -> Any:
+    if type(value) is SerialisedDict:  # checked and serialised already
+        return value.json_text
     return None if value is None else jsoncodec.dumps(value)
 
 
@@ -265,17 +267,18 @@ def _utc_text(value: datetime) -> str:
     # Cached: a batch writes the same instants again and again (its one creation time,
     # an event's time as its tool call's start). Equal datetimes are the same instant,
     # whatever their zone, so they share one text; a naive one never equals an aware one.
-    if value.tzinfo is not None and value.tzinfo is not UTC:
+    if value.tzinfo is None:
+        return value.isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # The format of SQLAlchemy's SQLite DATETIME.
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    # SQLAlchemy's SQLite DATETIME format is the ISO text without its "+00:00".
+    return value.isoformat(" ", "microseconds")[:-6]
 
 
 def _sqlite_json_text(serializer: Any, process: Any, value: Any) -> Any:
     kind = type(value)
+    if kind is SerialisedDict and serializer is jsoncodec.dumps:
+        return value.json_text  # checked and serialised already, by the same serialiser
     return serializer(value) if kind is dict or kind is list else process(value)
 
 

@@ -48,7 +48,7 @@ from session_db.models.base import (
     NUL,
     new_id,
     new_ids,
-    normalise_value,
+    normalise_object,
     scrub_nul,
     utcnow,
 )
@@ -152,7 +152,7 @@ def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
                 if type(value) is not dict or not all(type(key) is str for key in value):
                     return None
                 try:
-                    value = normalise_value(value)
+                    value = normalise_object(value)  # its text kept, for the writer
                 except ValueError:
                     return None  # over its limit: the model says so, naming the field
             elif kind == "depth":

@@ -182,6 +182,43 @@ def scrub_nul(value: Any) -> Any:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+class SerialisedDict(dict[str, Any]):
+    """A checked JSON object that carries its serialised text, so a bulk writer that has
+    checked it need not serialise it again. Treat it as read-only: the text is not
+    updated by changes to the dict."""
+
+    __slots__ = ("json_text",)
+
+    def __init__(self, value: dict[str, Any], json_text: str) -> None:
+        super().__init__(value)
+        self.json_text = json_text
+
+
+def normalise_object(value: dict[str, Any]) -> SerialisedDict:
+    """`normalise_value` of a JSON object, returned with its serialised text.
+
+    Raises:
+        ValueError: As `normalise_value`.
+    """
+    return SerialisedDict(*_checked_json(value))
+
+
+def _checked_json(value: Any) -> tuple[Any, str]:
+    """`value` with NUL replaced, and its serialised text; refused when over the limit."""
+    try:
+        text = jsoncodec.dumps(value)
+    except TypeError as error:  # raised here, it would only surface at the flush
+        raise ValueError(f"not JSON-serialisable ({error})") from None
+    # The serialised form escapes every NUL (in keys and values alike) as \u0000,
+    # so only a value that shows one needs the walk that replaces them.
+    if "\\u0000" in text:
+        value = scrub_nul(value)
+        text = jsoncodec.dumps(value)
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"JSON of {len(text)} characters exceeds {MAX_JSON_CHARS}")
+    return value, text
+
+
 def normalise_value(value: Any) -> Any:
     """Return `value` with NUL characters replaced; refuse oversized text or JSON.
 
@@ -198,17 +235,7 @@ def normalise_value(value: Any) -> Any:
         # OverflowError, PostgreSQL a numeric-range error).
         raise ValueError("integer out of the 64-bit range both engines store")
     if isinstance(value, dict | list):
-        try:
-            text = jsoncodec.dumps(value)
-        except TypeError as error:  # raised here, it would only surface at the flush
-            raise ValueError(f"not JSON-serialisable ({error})") from None
-        # The serialised form escapes every NUL (in keys and values alike) as \u0000,
-        # so only a value that shows one needs the walk that replaces them.
-        if "\\u0000" in text:
-            value = scrub_nul(value)
-            text = jsoncodec.dumps(value)
-        if len(text) > MAX_JSON_CHARS:
-            raise ValueError(f"JSON of {len(text)} characters exceeds {MAX_JSON_CHARS}")
+        value, _ = _checked_json(value)
     return value
 
 
