@@ -52,7 +52,9 @@ from session_db.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
+# Events per chunk (one transaction): 2,000 measured 5-25% faster than 1,000 on both
+# engines (bench/bench_delivery.py), the per-chunk statements and commit shared by more.
+BATCH_SIZE = 2000
 # A chunk also ends at this many bytes of spool, so a run of huge events stays bounded.
 CHUNK_BYTES = 16 * 1024 * 1024
 # Tries of one chunk before a pass gives up and leaves it for the next pass.
