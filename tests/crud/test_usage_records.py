@@ -16,10 +16,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db import crud
 from session_db.crud._bulk import BULK_PAGE
+from session_db.crud.usage_records import _checked_fields, _fields, _plain_fields
 from session_db.database import get_async_session
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.models import Agent, Session, UsageRecord
-from session_db.models.usage import MAX_TOKENS, UsageRecordCreate
+from session_db.models.usage import MAX_TOKENS, CostSource, UsageRecordCreate
 
 T0 = datetime(2026, 2, 12, 16, 0, tzinfo=UTC)
 
@@ -434,3 +435,42 @@ async def test_refresh_usage_totals_splits_a_reported_cost_over_the_tree_exactly
         assert sessions["root"].total_cost == Decimal("1.476666667")
         assert sessions["root/agent-1"].total_cost == Decimal("0.333333333")
         assert sessions["root"].total_tokens == 14
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {},
+        {"agent_id": uuid.uuid4(), "occurred_at": T0, "cost": Decimal("1.250000000")},
+        {"cost_source": "computed", "cost_is_estimate": False, "input_tokens": MAX_TOKENS},
+        {"cost_source": CostSource.REPORTED, "request_id": "", "cost": Decimal("-0")},
+        {"occurred_at": datetime(2026, 2, 12, 16, 0)},  # naive: kept as the model keeps it
+        # Values the model changes or refuses: the model's way, the same result.
+        {"message_id": "with\x00nul"},
+        {"output_tokens": True},
+        {"cost": 0.5},
+        {"cost": "0.25"},
+        {"cost_source": "unpriced", "request_id": "r" * 255},
+    ],
+)
+def test_plain_usage_rows_get_the_values_the_model_gives(row: dict) -> None:
+    data = {**usage(uuid.uuid4(), "m"), **row}
+    assert _checked_fields(data, "usage_record") == _fields(UsageRecordCreate.model_validate(data))
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"message_id": "with\x00nul"},
+        {"output_tokens": True},
+        {"input_tokens": -1},
+        {"input_tokens": MAX_TOKENS + 1},
+        {"cost": Decimal("NaN")},
+        {"cost": Decimal("1e12")},
+        {"cost_source": "guessed"},
+        {"model": "m" * 129},
+        {"unknown": 1},
+    ],
+)
+def test_usage_rows_the_fast_check_does_not_vouch_for_go_through_the_model(row: dict) -> None:
+    assert _plain_fields({**usage(uuid.uuid4(), "m"), **row}) is None
