@@ -63,8 +63,15 @@ async def test_rows_beyond_one_statements_parameters_go_in_several_counting_each
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     columns = len(AgentLog.__table__.columns)  # type: ignore[attr-defined]
-    # Room for three rows a statement: 10 rows take four statements, the last of one row.
+    # Room for three rows a statement: 10 rows go two at a time (a power of two).
     monkeypatch.setattr(_bulk, "SQLITE_MAX_PARAMETERS", columns * 3 + 2)
+    rows_per_insert: list[int] = []
+
+    def count_rows(connection, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO agent_logs"):
+            rows_per_insert.append(len(parameters) // columns)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count_rows)
     async with get_async_session(engine) as db:
         session = await crud.create_session(db, {"session_slug": "s"})
     at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -82,6 +89,8 @@ async def test_rows_beyond_one_statements_parameters_go_in_several_counting_each
         first = await crud.add_agent_logs(db, rows[3:5])
     async with get_async_session(engine) as db:
         keys = await crud.add_agent_logs(db, rows)
+    sa.event.remove(engine.sync_engine, "before_cursor_execute", count_rows)
+    assert rows_per_insert == [2] + [2] * 5  # the first batch, then the second
     assert [key.spool_id for key in first] == ["spool-3", "spool-4"]
     # Counted per statement: only the lookup of new rows can tell the two stored apart.
     assert [key.spool_id for key in keys] == [f"spool-{i}" for i in range(10) if i not in (3, 4)]

@@ -371,6 +371,8 @@ async def _sqlite_executemany(
 
 # The most parameters one SQLite statement takes: 32,766 since SQLite 3.32, 999 before.
 SQLITE_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# The most rows one multi-row statement takes: a power of two, see `_sqlite_multirow`.
+SQLITE_ROWS_PER_STATEMENT = 256
 
 
 async def _sqlite_multirow(
@@ -382,19 +384,25 @@ async def _sqlite_multirow(
 ) -> int:
     """Run a one-row INSERT as multi-row VALUES statements; return the rows changed.
 
-    One statement for as many rows as its parameters allow, not one step per row: SQLite
-    then does a page's work in one call that releases the GIL, so the Python side of the
-    next batch runs meanwhile, and rows bind with less overhead than an executemany's.
-    The statement's constants (an ON CONFLICT condition's) follow its VALUES, once.
+    Many rows a statement, not one step per row: SQLite then does their work in one call
+    that releases the GIL, and rows bind with less overhead than an executemany's. Every
+    statement holds a power of two of rows (256, then what is left in halves), so a
+    table is written by a handful of distinct statements: the driver keeps each one it
+    prepared, and a statement per row count would fill that cache with large ones. The
+    statement's constants (an ON CONFLICT condition's) follow its VALUES, once.
     """
-    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(constants)) // len(records[0]))
-    changed = 0
-    for start in range(0, len(records), per_statement):
-        part = records[start : start + per_statement]
+    fits = (SQLITE_MAX_PARAMETERS - len(constants)) // len(records[0])
+    size = SQLITE_ROWS_PER_STATEMENT
+    changed, start = 0, 0
+    while start < len(records):
+        while size > 1 and (size > fits or size > len(records) - start):
+            size //= 2
+        part = records[start : start + size]
         statement = sql.replace(row_marks, ", ".join([row_marks] * len(part)))
         parameters = (*itertools.chain.from_iterable(part), *constants)
         result = await connection.exec_driver_sql(statement, parameters)
         changed += result.rowcount
+        start += len(part)
     return changed
 
 
