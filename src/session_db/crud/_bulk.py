@@ -346,6 +346,7 @@ async def _sqlite_executemany(
     if (
         len(records) > 1
         and order[: len(names)] == [("column", name) for name in names]
+        and all(kind == "constant" for kind, _ in order[len(names) :])
         and sql.count(row_marks) == 1
     ):
         return await _sqlite_multirow(connection, sql, row_marks, records, constants)
