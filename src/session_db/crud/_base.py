@@ -34,7 +34,11 @@ from session_db.models.base import input_error, utcnow
 
 def upsert_insert(db: AsyncSession, table: type[SQLModel]) -> Any:
     """An INSERT for `table` in the session's dialect, which offers `on_conflict_do_*`."""
-    dialect = db.get_bind().dialect.name
+    return dialect_insert(db.get_bind().dialect.name, table)
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """An INSERT for `table` in the dialect named `dialect` (for statements built once)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 

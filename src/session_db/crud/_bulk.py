@@ -16,6 +16,7 @@ import itertools
 import operator
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,11 +181,10 @@ async def insert_rows(
     for start in range(0, len(rows), BULK_PAGE):
         page = rows[start : start + BULK_PAGE]
         if dialect.name == "sqlite" and not returning:
-            statement = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
-            statement = _with_conflict(
-                statement, table, skip_conflicts_on, update_on_conflict, conflict_where
+            plan = _sqlite_plan(
+                dialect, table, columns, skip_conflicts_on, update_on_conflict, conflict_where
             )
-            await _sqlite_executemany(db, statement, table, columns, page)
+            await _sqlite_executemany(db, plan, page)
             continue
         if dialect.name == "postgresql" and len(page) >= COPY_MIN_ROWS:
             staging = await _copy_into_staging(db, table, columns, page)
@@ -298,30 +298,59 @@ async def insert_rows_counted(
         return 0
     rows = _with_python_defaults(table, rows)
     columns = list(rows[0].keys())
-    statement = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
-    statement = _with_conflict(statement, table, skip_conflicts_on, None, None)
+    plan = _sqlite_plan(db.get_bind().dialect, table, columns, skip_conflicts_on, None, None)
     inserted = 0
     for start in range(0, len(rows), BULK_PAGE):
         page = rows[start : start + BULK_PAGE]
-        inserted += await _sqlite_executemany(db, statement, table, columns, page)
+        inserted += await _sqlite_executemany(db, plan, page)
     return inserted
 
 
-async def _sqlite_executemany(
-    db: AsyncSession,
-    statement: Any,
+@dataclass(frozen=True)
+class _SqlitePlan:
+    """A compiled one-row INSERT and how a row's values become its parameters."""
+
+    sql: str
+    names: tuple[str, ...]  # the row columns the statement's parameters take, in order
+    order: tuple[tuple[str, Any], ...]  # per parameter: ("column", name) or ("constant", value)
+    converters: tuple[Any, ...]  # per name: to SQLite's stored form, or None
+
+
+# Compiled plans by what the statement is built from. The dialect and the conflict
+# clause's objects are held in the entry, so their ids cannot be reused while it lives.
+# Callers build those once (a module-level cache), so the plans stay few; the bound is
+# for any caller that does not.
+_PLANS: dict[tuple[Any, ...], tuple[Any, Any, Any, _SqlitePlan]] = {}
+_MAX_PLANS = 64
+
+
+def _sqlite_plan(
+    dialect: Any,
     table: sa.Table,
     columns: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
-) -> int:
-    """Run `statement` once per row in one DBAPI executemany, converting values as SQLAlchemy
-    would (JSON to text, timestamps to UTC text) but column by column, not per value.
+    keys: Sequence[str] | None,
+    update: Mapping[str, Any] | None,
+    where: Any,
+) -> _SqlitePlan:
+    """The plan of `INSERT INTO table (columns) VALUES (…)` with its conflict clause, compiled
+    once per shape: compiling costs more than writing a small page of rows."""
+    key = (id(dialect), table, tuple(columns), None if keys is None else tuple(keys))
+    key += (id(update), id(where))
+    found = _PLANS.get(key)
+    if found is not None and found[0] is dialect and found[1] is update and found[2] is where:
+        return found[3]
+    statement = sqlite.insert(table).values({name: sa.bindparam(name) for name in columns})
+    statement = _with_conflict(statement, table, keys, update, where)
+    plan = _compile_sqlite_plan(dialect, statement, table, columns)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = (dialect, update, where, plan)
+    return plan
 
-    Returns:
-        The rows the statement changed (SQLite counts every row of an executemany).
-    """
-    connection = await db.connection()
-    dialect = connection.dialect
+
+def _compile_sqlite_plan(
+    dialect: Any, statement: Any, table: sa.Table, columns: Sequence[str]
+) -> _SqlitePlan:
     compiled = statement.compile(dialect=dialect)
     wanted = set(columns)
     names: list[str] = []  # the row columns the statement's parameters take, in order
@@ -339,8 +368,21 @@ async def _sqlite_executemany(
                 ("constant", value if process is None or value is None else process(value))
             )
     converters = [_sqlite_converter(table.c[name].type, dialect) for name in names]
-    records = _records(rows, names, converters)
-    sql = str(compiled)
+    return _SqlitePlan(str(compiled), tuple(names), tuple(order), tuple(converters))
+
+
+async def _sqlite_executemany(
+    db: AsyncSession, plan: _SqlitePlan, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Run a plan's statement once per row in one DBAPI executemany, converting values as
+    SQLAlchemy would (JSON to text, timestamps to UTC text) but column by column.
+
+    Returns:
+        The rows the statement changed (SQLite counts every row of an executemany).
+    """
+    connection = await db.connection()
+    sql, names, order = plan.sql, list(plan.names), list(plan.order)
+    records = _records(rows, names, plan.converters)
     constants = [item for kind, item in order if kind == "constant"]
     row_marks = "(" + ", ".join("?" * len(names)) + ")"
     if (

@@ -7,8 +7,10 @@ one file take turns; and records the new offsets at the end of that transaction.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -16,9 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
     DEFAULT_LIMIT,
+    dialect_insert,
     paginate,
     translating_errors,
-    upsert_insert,
 )
 from session_db.errors import InvalidInputError, NotFoundError
 from session_db.models import TranscriptImport
@@ -64,17 +66,35 @@ async def claim_transcript_imports(
         {"id": new_id(), "path": key, "byte_offset": 0, "lines_read": 0}
         for key in sorted(set(keys.values()))
     ]
-    insert = upsert_insert(db, _TABLE)  # type: ignore[arg-type]
-    statement = insert.on_conflict_do_update(
-        index_elements=[_TABLE.c.path], set_={"path": insert.excluded.path}
-    ).returning(*_TABLE.c)
     connection = await db.connection()
     # Parameter sets with RETURNING: one multi-row statement, compiled once.
     found = {
         row.path: TranscriptImport(**row._mapping)
-        for row in (await connection.execute(statement, rows)).all()
+        for row in (await connection.execute(_claim(connection.dialect.name), rows)).all()
     }
     return {path: found[key] for path, key in keys.items()}
+
+
+@functools.cache
+def _claim(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (path) DO UPDATE (a no-op that locks the row) … RETURNING *.
+
+    Built once: `excluded` is a new alias each time, which costs more than the claim.
+    """
+    insert = dialect_insert(dialect, _TABLE)
+    return insert.on_conflict_do_update(
+        index_elements=[_TABLE.c.path], set_={"path": insert.excluded.path}
+    ).returning(*_TABLE.c)
+
+
+@functools.cache
+def _progress_update() -> sa.Update:
+    """UPDATE a progress row by :b_id to the :b_ values of `_PROGRESS` and `updated_at`."""
+    return (
+        sa.update(_TABLE)
+        .where(_TABLE.c.id == sa.bindparam("b_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in (*_PROGRESS, "updated_at")})
+    )
 
 
 @translating_errors(ENTITY)
@@ -95,12 +115,9 @@ async def record_transcript_imports(db: AsyncSession, rows: Iterable[TranscriptI
     if not values:
         return
     now = utcnow()
-    statement = (
-        sa.update(_TABLE)
-        .where(_TABLE.c.id == sa.bindparam("b_id"))
-        .values({**{name: sa.bindparam(f"b_{name}") for name in _PROGRESS}, "updated_at": now})
-    )
-    await (await db.connection()).execute(statement, values)
+    for value in values:
+        value["b_updated_at"] = now
+    await (await db.connection()).execute(_progress_update(), values)
 
 
 @translating_errors(ENTITY)

@@ -34,11 +34,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db.crud._base import (
     DEFAULT_LIMIT,
     coerce_input,
+    dialect_insert,
     get_or_raise,
     integrity_error,
     paginate,
     translating_errors,
-    upsert_insert,
 )
 from session_db.crud._bulk import BULK_PAGE, excluded, insert_rows
 from session_db.models import Agent, AgentCreate, Session, UsageHour, UsageRecord
@@ -155,7 +155,7 @@ async def add_usage_records(
     # A response seen again keeps its stored session and time: read where the batch's
     # keys live now, whichever row won.
     batch = [message_id for message_id, _ in kept]
-    await _refresh_hours(db, await _hours_of(db, _TABLE.c.message_id, batch))
+    await _refresh_hours(db, await _hours_of(db, "message_id", batch))
     return {(message_id, request_id): record_id for message_id, request_id, record_id in rows}
 
 
@@ -174,21 +174,45 @@ def hour_of(dialect: str, moment: Any) -> Any:
 
 
 async def _hours_of(
-    db: AsyncSession, column: Any, values: list[Any]
+    db: AsyncSession, column: str, values: list[Any]
 ) -> set[tuple[uuid.UUID, datetime]]:
     """The (session, UTC hour) of every record whose `column` is one of `values`."""
     connection = await db.connection()
-    hour = hour_of(connection.dialect.name, record_time())
+    statement = _hours_query(connection.dialect.name, column)
     touched: set[tuple[uuid.UUID, datetime]] = set()
     unique = sorted(set(values))
     for start in range(0, len(unique), BULK_PAGE):
-        rows = await connection.execute(
-            sa.select(_TABLE.c.session_id, hour)
-            .where(column.in_(unique[start : start + BULK_PAGE]))
-            .distinct()
-        )
+        rows = await connection.execute(statement, {"values": unique[start : start + BULK_PAGE]})
         touched.update((sid, at) for sid, at in rows.all())
     return touched
+
+
+# The statements every write runs are built once per dialect, their lists bound as
+# expanding parameters: building them is most of what a small write costs in Python.
+
+
+@functools.cache
+def _hours_query(dialect: str, column: str) -> sa.Select[Any]:
+    """SELECT DISTINCT the (session, UTC hour) of the records whose `column` is in :values."""
+    values = sa.bindparam("values", expanding=True)
+    hour = hour_of(dialect, record_time())
+    return sa.select(_TABLE.c.session_id, hour).where(_TABLE.c[column].in_(values)).distinct()
+
+
+@functools.cache
+def _hours_refresh(dialect: str) -> tuple[sa.Delete, sa.Insert]:
+    """DELETE the `usage_hours` rows of :sessions and :hours, and INSERT them summed anew."""
+    hour = hour_of(dialect, record_time())
+    delete = sa.delete(_HOURS).where(
+        _HOURS.c.session_id.in_(sa.bindparam("sessions", expanding=True)),
+        _HOURS.c.hour.in_(sa.bindparam("hours", expanding=True)),
+    )
+    insert = _summed_into_hours(
+        dialect,
+        _TABLE.c.session_id.in_(sa.bindparam("sessions", expanding=True)),
+        hour.in_(sa.bindparam("hours", expanding=True)),
+    )
+    return delete, insert
 
 
 _LOCK_SESSIONS = sa.text(
@@ -252,7 +276,7 @@ async def _refresh_hours(db: AsyncSession, touched: set[tuple[uuid.UUID, datetim
     for sid, at in touched:
         by_session.setdefault(sid, set()).add(at)
     connection = await db.connection()
-    hour = hour_of(connection.dialect.name, record_time())
+    delete, insert = _hours_refresh(connection.dialect.name)
     if connection.dialect.name == "postgresql":
         # Two transactions recomputing one session's hours would each miss the other's
         # records (or collide on the key): each waits for the other to commit, so its
@@ -267,15 +291,9 @@ async def _refresh_hours(db: AsyncSession, touched: set[tuple[uuid.UUID, datetim
         hours |= by_session[sid]
         if index + 1 < len(sessions) and len(page) + len(hours) < BULK_PAGE:
             continue
-        wanted = sorted(hours)
-        await connection.execute(
-            sa.delete(_HOURS).where(_HOURS.c.session_id.in_(page), _HOURS.c.hour.in_(wanted))
-        )
-        await connection.execute(
-            _summed_into_hours(
-                connection.dialect.name, _TABLE.c.session_id.in_(page), hour.in_(wanted)
-            )
-        )
+        wanted = {"sessions": page, "hours": sorted(hours)}
+        await connection.execute(delete, wanted)
+        await connection.execute(insert, wanted)
         page, hours = [], set()
 
 
@@ -443,7 +461,7 @@ async def delete_usage_records(db: AsyncSession, record_ids: Iterable[uuid.UUID]
     caller refreshes them (`refresh_usage_totals`).
     """
     wanted = sorted(set(record_ids))
-    touched = await _hours_of(db, _TABLE.c.id, wanted)
+    touched = await _hours_of(db, "id", wanted)
     deleted = 0
     connection = await db.connection()
     for start in range(0, len(wanted), BULK_PAGE):
@@ -559,15 +577,20 @@ async def ensure_usage_agents(
     ]
     if not rows:
         return set()
-    insert = upsert_insert(db, _AGENTS)  # type: ignore[arg-type]
-    statement = insert.on_conflict_do_nothing(index_elements=[_AGENTS.c.id])
     connection = await db.connection()
     try:
         # RETURNING makes the parameter sets one multi-row statement (see above).
-        result = await connection.execute(statement.returning(_AGENTS.c.id), rows)
+        result = await connection.execute(_ensure_agents(connection.dialect.name), rows)
     except sa.exc.IntegrityError as error:
         raise integrity_error(error, "agent", _AGENTS.name) from error
     return {agent_id for (agent_id,) in result.all()}
+
+
+@functools.cache
+def _ensure_agents(dialect: str) -> sa.Insert:
+    """INSERT agents … ON CONFLICT (id) DO NOTHING RETURNING id, built once per dialect."""
+    insert = dialect_insert(dialect, _AGENTS)
+    return insert.on_conflict_do_nothing(index_elements=[_AGENTS.c.id]).returning(_AGENTS.c.id)
 
 
 @dataclass(frozen=True)
@@ -893,18 +916,21 @@ async def _update_by_id(
             setattr(loaded, name, value)
     if not rows:
         return
-    names = [name for name in rows[0] if name != "b_id"]
-    statement = (
+    now = utcnow()
+    for row in rows:
+        row["b_updated_at"] = now
+    statement = _update_statement(table, tuple(name for name in rows[0] if name != "b_id"))
+    await (await db.connection()).execute(statement, rows)
+
+
+@functools.cache
+def _update_statement(table: sa.Table, names: tuple[str, ...]) -> sa.Update:
+    """UPDATE `table` by :b_id, setting each column of `names` ("b_" + column) to its value."""
+    return (
         sa.update(table)
         .where(table.c.id == sa.bindparam("b_id"))
-        .values(
-            {
-                **{name.removeprefix("b_"): sa.bindparam(name) for name in names},
-                "updated_at": utcnow(),
-            }
-        )
+        .values({name.removeprefix("b_"): sa.bindparam(name) for name in names})
     )
-    await (await db.connection()).execute(statement, rows)
 
 
 def _plain(model: BaseModel) -> dict[str, Any]:
