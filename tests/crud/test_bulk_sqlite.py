@@ -97,3 +97,89 @@ async def test_rows_beyond_one_statements_parameters_go_in_several_counting_each
     async with get_async_session(engine) as db:
         logs = await crud.list_agent_logs(db, session_id=session.id, limit=100)
     assert sorted(log.payload["n"] for log in logs) == list(range(10))
+
+
+async def _logged(engine: AsyncEngine, count: int) -> tuple[uuid.UUID, list[dict[str, object]]]:
+    """A session with `count` Notification events stored; their rows as given."""
+    async with get_async_session(engine) as db:
+        session = await crud.create_session(db, {"session_slug": f"s-{uuid.uuid4().hex[:8]}"})
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    rows: list[dict[str, object]] = [
+        {
+            "session_id": session.id,
+            "spool_id": f"{session.id}-{index}",
+            "event_type": "Notification",
+            "payload": {"n": index},
+            "occurred_at": at,
+        }
+        for index in range(count)
+    ]
+    async with get_async_session(engine) as db:
+        await crud.add_agent_logs(db, rows)
+        stored = await crud.list_agent_logs(db, session_id=session.id, limit=100)
+    # Every column as stored, so the rows can go to the bulk writer as they are.
+    columns = [column.name for column in AgentLog.__table__.columns]  # type: ignore[attr-defined]
+    ordered = sorted(stored, key=lambda log: log.payload["n"])
+    return session.id, [{name: getattr(log, name) for name in columns} for log in ordered]
+
+
+async def _event_types(engine: AsyncEngine, session_id: uuid.UUID) -> list[str]:
+    async with get_async_session(engine) as db:
+        logs = await crud.list_agent_logs(db, session_id=session_id, limit=100)
+    return [log.event_type for log in sorted(logs, key=lambda log: log.payload["n"])]
+
+
+async def test_a_conflict_condition_built_anew_each_call_applies_its_own_constant(
+    engine: AsyncEngine,
+) -> None:
+    table = AgentLog.__table__  # type: ignore[attr-defined]
+    session_id, rows = await _logged(engine, 4)
+    new = _bulk.excluded(table)
+    for index, wanted in ((0, "Stop"), (1, "SessionEnd")):
+        # A new expression per call, each with its own constant: one compiled plan must
+        # not serve the other.
+        update = {"event_type": new.event_type}
+        where = new.spool_id == rows[index]["spool_id"]
+        changed = [{**row, "id": uuid.uuid4(), "event_type": wanted} for row in rows]
+        async with get_async_session(engine) as db:
+            await _bulk.insert_rows(
+                db,
+                table,
+                changed,
+                skip_conflicts_on=["spool_id"],
+                update_on_conflict=update,
+                conflict_where=where,
+            )
+    assert await _event_types(engine, session_id) == [
+        "Stop",
+        "SessionEnd",
+        "Notification",
+        "Notification",
+    ]
+
+
+async def test_a_column_bound_twice_is_written_row_by_row_with_each_rows_value(
+    engine: AsyncEngine,
+) -> None:
+    table = AgentLog.__table__  # type: ignore[attr-defined]
+    session_id, rows = await _logged(engine, 4)
+    new = _bulk.excluded(table)
+    # The condition binds the row's own spool_id a second time: no multi-row statement
+    # can take that, so each row must meet the condition with its own value.
+    where = sa.and_(new.spool_id == sa.bindparam("spool_id"), new.spool_id.like("%-2"))
+    changed = [{**row, "id": uuid.uuid4(), "event_type": "Stop"} for row in rows]
+    async with get_async_session(engine) as db:
+        await _bulk.insert_rows(
+            db,
+            table,
+            changed,
+            skip_conflicts_on=["spool_id"],
+            update_on_conflict={"event_type": new.event_type},
+            conflict_where=where,
+        )
+    assert await _event_types(engine, session_id) == [
+        "Notification",
+        "Notification",
+        "Stop",
+        "Notification",
+    ]
