@@ -19,7 +19,7 @@ from sqlmodel import select
 from support import SPOTTER, truncate_all
 
 from session_db import crud
-from session_db.claude import spool
+from session_db.claude import importer, spool
 from session_db.claude.deliver import deliver_pending
 from session_db.claude.importer import import_transcripts
 from session_db.config import Settings
@@ -263,8 +263,13 @@ def _huge(session_file: Path) -> None:
 
 
 async def test_a_file_at_fault_is_reported_and_every_other_file_is_imported(
-    engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A transaction per session, so the second session's file can vanish between them.
+    monkeypatch.setattr(importer, "BATCH_FILES", 1)
     projects = copy_fixture(tmp_path)
     folder = next(projects.glob("*"))
     bad = folder / SESSION / "subagents" / "agent-abad.jsonl"  # in the fixture's session
@@ -297,6 +302,39 @@ async def test_a_file_at_fault_is_reported_and_every_other_file_is_imported(
         assert (await crud.get_transcript_import(db, str(bad))).session_id == child.id
 
 
+async def test_a_file_at_fault_in_a_transaction_of_several_sessions_fails_alone(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    projects = copy_fixture(tmp_path)
+    folder = next(projects.glob("*"))
+    bad = folder / SESSION / "subagents" / "agent-abad.jsonl"
+    _huge(bad)
+    other = "ffffffff-0000-4000-8000-000000000002"
+    (folder / f"{other}.jsonl").write_text(_line(sessionId=other, requestId="req_other"))
+    transcripts = importer.transcripts_under([projects])
+    # The two sessions share one transaction, which the bad file rolls back whole.
+    assert len(importer._batches(importer._by_session(transcripts), {})) == 1
+    report = await import_transcripts(engine, [projects])
+    assert [path for path, _ in report.errors] == [str(bad)]
+    assert report.files == 5
+    found = await per_model(engine)
+    opus = {**found["claude-opus-4-6"]}
+    # The other session's one response (the rest is the fixture's session, exactly).
+    added = {"responses": 1, "input": 18, "output": 2_577, "cache_creation": 14_760}
+    for name, value in {**added, "cache_read": 169_817}.items():
+        opus[name] -= value  # type: ignore[operator]
+    opus.pop("cost")
+    assert (found["claude-sonnet-4-5-20250929"], opus) == (
+        EXPECTED["claude-sonnet-4-5-20250929"],
+        {k: v for k, v in EXPECTED["claude-opus-4-6"].items() if k != "cost"},
+    )
+    async with get_async_session(engine) as db:
+        stored = await crud.get_session_by_slug(db, other)
+        assert stored.total_tokens == 18 + 2_577 + 14_760 + 169_817
+        with pytest.raises(NotFoundError):
+            await crud.get_session_by_slug(db, f"{SESSION}/agent-abad")
+
+
 def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
     """Hold SQLite's write lock from another connection for a while."""
     locked = threading.Event()
@@ -315,9 +353,16 @@ def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
     return holder
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["per-session", "batched"])
 async def test_a_transient_fault_mid_import_runs_the_transaction_again(
-    db_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db_url: URL,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    batched: bool,
 ) -> None:
+    if not batched:  # a transaction per session: the fault comes between or within them
+        monkeypatch.setattr(importer, "BATCH_FILES", 1)
     projects = copy_fixture(tmp_path)
     first = next(projects.glob("*")) / "00000000-0000-4000-8000-000000000001.jsonl"
     first.write_text(_line(sessionId=first.stem))  # a session imported before the fixture's
@@ -333,11 +378,16 @@ async def test_a_transient_fault_mid_import_runs_the_transaction_again(
         def kill_once(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             if statement.startswith("INSERT INTO usage_records"):
                 inserts.append(statement)
-                if len(inserts) == 2:  # the first of the fixture's session (after the other)
+                # Per session: the first of the fixture's session (after the other's).
+                if len(inserts) == (1 if batched else 2):
                     faults.append("terminated")
                     terminate_other_backends(db_url)
 
         sa.event.listen(engine.sync_engine, "before_cursor_execute", kill_once)
+        progress = None
+    elif batched:  # one transaction for both sessions: it finds the database held
+        faults.append("locked")
+        holders.append(_hold_write_lock(db_url.database, 0.5))  # type: ignore[arg-type]
         progress = None
     else:
         # Between two sessions' transactions, another writer holds the database longer
@@ -383,8 +433,10 @@ def test_default_path_honours_claude_config_dir(
 
 
 async def test_a_file_changed_after_it_was_read_ahead_is_imported_as_it_is_now(
-    engine: AsyncEngine, tmp_path: Path
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A transaction per session: the second is read ahead while the first is written.
+    monkeypatch.setattr(importer, "BATCH_FILES", 1)
     folder = tmp_path / "projects" / "-work-bedrock-app"
     folder.mkdir(parents=True)
     first = folder / "00000000-0000-4000-8000-00000000000a.jsonl"

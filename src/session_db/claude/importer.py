@@ -3,11 +3,13 @@
 Each file is read from where the last import stopped (`transcript_imports`), complete
 lines only. The files of one Claude Code session (its subagents', its compaction runs'
 and its own) are imported in one transaction, so the session is resolved, and its
-totals refreshed, once for all of them. A transient database fault runs that whole
-transaction again (`retry_transient`). Any other fault is one file's own problem: the
-session's files are then imported one transaction each, so only the file at fault is
-left out, recorded in the report's errors with its progress not advanced, and the
-import goes on. Usage is counted once per model response, keyed by (message id,
+totals refreshed, once for all of them; consecutive sessions share that transaction,
+up to a bound (`BATCH_FILES`, `BATCH_BYTES`), so its fixed cost is paid once for many
+small sessions. A transient database fault runs that whole transaction again
+(`retry_transient`). Any other fault is one file's own problem: the sessions are then
+imported one transaction each, and the faulty session's files one each, so only the
+file at fault is left out, recorded in the report's errors with its progress not
+advanced, and the import goes on. Usage is counted once per model response, keyed by (message id,
 request id) across every file, keeping the line with the most tokens (an early line's
 `output_tokens` is a streaming placeholder). The parent's Task/Agent
 result reports a subagent's last response in full, so it corrects that response's
@@ -172,10 +174,11 @@ async def import_transcripts(
 ) -> ImportReport:
     """Import every transcript under `paths` (folders or files), each from where it stopped.
 
-    A session's files are one transaction, run again from the start after a transient
-    database fault (up to `attempts` tries). A file that fails otherwise (unreadable, or
-    holding a row the database refuses) is listed in the report's `errors` and left for
-    the next import; the other files, of its session too, are imported all the same.
+    Consecutive sessions' files are one transaction (up to `BATCH_FILES` files and
+    `BATCH_BYTES` of new lines), run again from the start after a transient database
+    fault (up to `attempts` tries). A file that fails otherwise (unreadable, or holding a
+    row the database refuses) is listed in the report's `errors` and left for the next
+    import; the other files, of its session too, are imported all the same.
 
     Raises:
         DatabaseUnavailableError: The database stayed unreachable for all `attempts`;
@@ -183,20 +186,20 @@ async def import_transcripts(
     """
     report = ImportReport()
     groups = _by_session(transcripts_under(paths))
-    # The next session's files are read while this one's are written: reading is CPU
+    # The next transaction's files are read while this one's are written: reading is CPU
     # work, and so much of writing is waiting for the database that the two overlap. What
     # is read ahead is checked against the claimed progress (and the file) before use.
-    known = await _known_progress(engine, groups[1:]) if len(groups) > 1 else None
+    known = await _known_progress(engine, groups) if len(groups) > 1 else None
+    batches = _batches(groups, known or {})
     ahead: asyncio.Future[dict[Path, _ReadAhead]] | None = None
     try:
-        for index, group in enumerate(groups):
+        for index, batch in enumerate(batches):
             current, ahead = ahead, None
-            if known is not None and index + 1 < len(groups):
-                ahead = asyncio.ensure_future(
-                    asyncio.to_thread(_read_ahead, groups[index + 1], known)
-                )
+            if known is not None and index + 1 < len(batches):
+                following = [transcript for group in batches[index + 1] for transcript in group]
+                ahead = asyncio.ensure_future(asyncio.to_thread(_read_ahead, following, known))
             prefetched = await current if current is not None else {}
-            for transcript, outcome in await _import_group(engine, group, attempts, prefetched):
+            for transcript, outcome in await _import_batch(engine, batch, attempts, prefetched):
                 report.files += 1
                 if isinstance(outcome, str):
                     report.errors.append((str(transcript.path), outcome))
@@ -209,6 +212,69 @@ async def import_transcripts(
         if ahead is not None:  # stopped early: nobody waits for what was read ahead
             ahead.cancel()
     return report
+
+
+# Sessions go to the database several to a transaction, up to these bounds: a
+# transaction's fixed cost (its claim, lookups, totals refresh and commit) is most of
+# what a small session costs, and the bounds keep what one holds in memory small.
+BATCH_FILES = 64
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _batches(
+    groups: list[list[TranscriptFile]], known: Mapping[Path, tuple[int, str | None]]
+) -> list[list[list[TranscriptFile]]]:
+    """Consecutive sessions' file groups, as many to a transaction as the bounds allow.
+
+    A group's size is its files' bytes past their last committed offset (all of a file
+    without one); a session larger than a bound is a transaction of its own.
+    """
+    batches: list[list[list[TranscriptFile]]] = []
+    files = size = 0
+    for group in groups:
+        new_bytes = sum(_unread_bytes(transcript.path, known) for transcript in group)
+        if batches and files + len(group) <= BATCH_FILES and size + new_bytes <= BATCH_BYTES:
+            batches[-1].append(group)
+            files, size = files + len(group), size + new_bytes
+        else:
+            batches.append([group])
+            files, size = len(group), new_bytes
+    return batches
+
+
+def _unread_bytes(path: Path, known: Mapping[Path, tuple[int, str | None]]) -> int:
+    """How much of a file lies past its last committed offset (0 if it cannot be read)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0  # reported when it is imported
+    offset = known.get(path, (0, None))[0]
+    return size - offset if size >= offset else size
+
+
+async def _import_batch(
+    engine: AsyncEngine,
+    batch: list[list[TranscriptFile]],
+    attempts: int | None,
+    prefetched: dict[Path, _ReadAhead],
+) -> list[tuple[TranscriptFile, ImportReport | str]]:
+    """Import sessions' files in one transaction, or each session alone if one is at fault.
+
+    Returns each file with what its import did, or why it failed.
+    """
+    if len(batch) == 1:
+        return await _import_group(engine, batch[0], attempts, prefetched)
+    transcripts = [transcript for group in batch for transcript in group]
+    try:
+        done = await _committed(engine, transcripts, attempts, prefetched)
+        return list(zip(transcripts, done, strict=True))
+    except Exception as error:
+        if is_transient(error):
+            raise
+    outcomes: list[tuple[TranscriptFile, ImportReport | str]] = []
+    for group in batch:  # find the session at fault; the others go in on their own
+        outcomes.extend(await _import_group(engine, group, attempts, prefetched))
+    return outcomes
 
 
 def _by_session(transcripts: list[TranscriptFile]) -> list[list[TranscriptFile]]:
@@ -248,11 +314,11 @@ async def _known_progress(
 
 
 def _read_ahead(
-    group: list[TranscriptFile], known: dict[Path, tuple[int, str | None]]
+    transcripts: list[TranscriptFile], known: dict[Path, tuple[int, str | None]]
 ) -> dict[Path, _ReadAhead]:
-    """Read a group's new lines from their last committed progress; skip what fails."""
+    """Read files' new lines from their last committed progress; skip what fails."""
     found: dict[Path, _ReadAhead] = {}
-    for transcript in group:
+    for transcript in transcripts:
         start = known.get(transcript.path, (0, None))
         try:
             found[transcript.path] = _ReadAhead(start, _read_new_lines(transcript.path, *start))
@@ -307,11 +373,13 @@ async def _committed(
         async with get_async_session(engine) as db:
             return await import_files(db, transcripts, prefetched)
 
-    what = (
-        str(transcripts[0].path)
-        if len(transcripts) == 1
-        else f"{len(transcripts)} transcripts of session {transcripts[0].session_id}"
-    )
+    sessions = {transcript.session_id for transcript in transcripts}
+    if len(transcripts) == 1:
+        what = str(transcripts[0].path)
+    elif len(sessions) == 1:
+        what = f"{len(transcripts)} transcripts of session {transcripts[0].session_id}"
+    else:
+        what = f"{len(transcripts)} transcripts of {len(sessions)} sessions"
     try:
         return await retry_transient(work, attempts=attempts, what=f"importing {what}")
     except Exception as error:
@@ -393,8 +461,9 @@ class _Batch:
     changed: set[uuid.UUID] = field(default_factory=set)  # sessions whose totals to refresh
     # What the files saw of each session (span, names, metadata), written once at the end.
     activity: dict[uuid.UUID, SessionActivity] = field(default_factory=dict)
-    # Subagent types the batch's launches name, by agent id: a new child gets its type.
-    launched: dict[str, str] = field(default_factory=dict)
+    # Subagent types the batch's launches name, by (session, agent id): a new child gets
+    # its type.
+    launched: dict[tuple[str, str], str] = field(default_factory=dict)
     # Launches whose subagent's last response was completed before it was written.
     completed: set[str] = field(default_factory=set)
 
@@ -410,9 +479,10 @@ async def import_files(
 ) -> list[ImportReport]:
     """Import the new lines of transcript files inside the caller's transaction.
 
-    Meant for one session's files, subagents first (as `transcripts_under` orders them):
-    they share the session's rows, their usage is de-duplicated together and written in
-    one statement per page of rows, and the totals are refreshed once at the end.
+    Meant for whole sessions' files, each session's subagents first (as
+    `transcripts_under` orders them): a session's files share its rows, the usage of all
+    is de-duplicated together and written in one statement per page of rows, and the
+    totals are refreshed once at the end.
     `prefetched` holds files read ahead (by `import_transcripts`); one is used only if it
     was read from the offset and identity claimed now and the file is still that file.
 
@@ -486,7 +556,8 @@ async def _import_scanned(batch: _Batch, files: list[_File]) -> None:
         if file.transcript.kind == TranscriptKind.MAIN:
             for launch in file.scan.launches:
                 if launch.agent_id and launch.subagent_type:
-                    batch.launched.setdefault(launch.agent_id, launch.subagent_type)
+                    key = (file.transcript.session_id, launch.agent_id)
+                    batch.launched.setdefault(key, launch.subagent_type)
     for file in files:
         await _place(batch, file)
     await _store_usage(batch, files)
@@ -546,7 +617,7 @@ async def _place(batch: _Batch, file: _File) -> None:
     batch.sessions[slug] = parent
     file.session, file.role = parent, MAIN_ROLE
     if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
-        kind = batch.launched.get(transcript.agent_id)
+        kind = batch.launched.get((transcript.session_id, transcript.agent_id))
         file.session = await _child(batch, parent, facts.cwd, transcript.agent_id, kind)
     elif transcript.kind == TranscriptKind.COMPACT:
         file.role = COMPACT_ROLE
