@@ -482,7 +482,18 @@ async def test_follow_keeps_retrying_while_the_database_is_down(
     finally:
         await down.dispose()
     assert stop.is_set() and pending_events(str(spool_dir))
-    assert "delivery failed, retrying" in caplog.text
+    retries = [r for r in caplog.records if "delivery failed, retrying" in r.getMessage()]
+    assert retries, caplog.text
+    # Said in the command line's words, in one line: what is wrong and what to do.
+    expected = (
+        "cannot open the SQLite database"
+        if engine.dialect.name == "sqlite"
+        else "cannot connect to PostgreSQL on 127.0.0.1:9: connection refused"
+    )
+    for record in retries:
+        message = record.getMessage()
+        assert expected in message and "\n" not in message, message
+        assert record.exc_info is None
 
 
 async def test_an_unwritable_rejected_file_delays_only_the_rejects(

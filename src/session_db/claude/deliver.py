@@ -46,6 +46,7 @@ from session_db.errors import (
     DatabaseNotMigratedError,
     DatabaseUnavailableError,
     SessionDBError,
+    explain_open_failure,
     is_transient,
 )
 from session_db.retry import retry_transient
@@ -106,6 +107,9 @@ async def ensure_migrated(engine: AsyncEngine) -> None:
     except SessionDBError:
         raise
     except Exception as error:
+        explained = explain_open_failure(error, engine.url)
+        if explained is not None:  # the database could not be opened: say why, and what to do
+            raise explained from error
         kind = DatabaseUnavailableError if is_transient(error) else DatabaseError
         raise kind(f"cannot read the database's migration: {_first_line(error)}") from error
     head = head_revision()
@@ -173,12 +177,15 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _outage(error: Exception) -> DatabaseUnavailableError | None:
+def _outage(error: Exception, engine: AsyncEngine) -> DatabaseUnavailableError | None:
     """The error a delivery pass raises for a transient database fault (the batch waits
-    for the next pass), or None when `error` is to be raised as it is."""
+    for the next pass), or None when `error` is to be raised as it is. A database that
+    cannot be opened is said as the command line says it (`explain_open_failure`)."""
     if isinstance(error, SessionDBError) or not is_transient(error):
         return None
-    return DatabaseUnavailableError(f"delivery stopped: {_first_line(error)}")
+    explained = explain_open_failure(error, engine.url)
+    reason = str(explained) if explained is not None else _first_line(error)
+    return DatabaseUnavailableError(f"delivery stopped: {reason}")
 
 
 def _log(message: str, directory: str) -> None:
@@ -415,7 +422,7 @@ async def deliver_pending(
             for path in spool.batch_files(directory):
                 report.add(await deliver_batch_file(engine, directory, path, batch_size))
     except Exception as error:
-        if (outage := _outage(error)) is None:
+        if (outage := _outage(error, engine)) is None:
             raise
         raise outage from error
     finally:
@@ -475,9 +482,10 @@ async def follow(
                 except Exception as error:
                     # Nothing stops a following deliverer: a fault that is not the
                     # database's (a bug, a disk error) is logged whole and retried later
-                    # like an outage, and the events wait in the spool meanwhile.
+                    # like an outage, and the events wait in the spool meanwhile. One we
+                    # explained (ours) is one line, as the command line would print it.
                     backoff = min(max(1.0, backoff * 2), 30.0)
-                    if is_transient(error):
+                    if is_transient(error) or isinstance(error, SessionDBError):
                         logger.warning("delivery failed, retrying in %.0f s: %s", backoff, error)
                     else:
                         logger.exception("delivery failed, retrying in %.0f s", backoff)
@@ -680,7 +688,7 @@ async def retry_rejected(
             for batch, _ in batches:
                 report.add(await deliver_batch_file(engine, directory, batch))
         except Exception as error:
-            if (outage := _outage(error)) is None:
+            if (outage := _outage(error, engine)) is None:
                 raise
             raise outage from error
     finally:
