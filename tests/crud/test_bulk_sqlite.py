@@ -129,6 +129,23 @@ async def _event_types(engine: AsyncEngine, session_id: uuid.UUID) -> list[str]:
     return [log.event_type for log in sorted(logs, key=lambda log: log.payload["n"])]
 
 
+async def _write_again(
+    engine: AsyncEngine, rows: list[dict[str, object]], event_type: str, where: object
+) -> None:
+    """The stored rows again as `event_type`: the stored one takes it where `where` holds."""
+    new = _bulk.excluded(AgentLog.__table__)  # type: ignore[attr-defined]
+    changed = [{**row, "id": uuid.uuid4(), "event_type": event_type} for row in rows]
+    async with get_async_session(engine) as db:
+        await _bulk.insert_rows(
+            db,
+            AgentLog.__table__,  # type: ignore[attr-defined]
+            changed,
+            skip_conflicts_on=["spool_id"],
+            update_on_conflict={"event_type": new.event_type},
+            conflict_where=where,
+        )
+
+
 async def test_a_conflict_condition_built_anew_each_call_applies_its_own_constant(
     engine: AsyncEngine,
 ) -> None:
@@ -138,18 +155,7 @@ async def test_a_conflict_condition_built_anew_each_call_applies_its_own_constan
     for index, wanted in ((0, "Stop"), (1, "SessionEnd")):
         # A new expression per call, each with its own constant: one compiled plan must
         # not serve the other.
-        update = {"event_type": new.event_type}
-        where = new.spool_id == rows[index]["spool_id"]
-        changed = [{**row, "id": uuid.uuid4(), "event_type": wanted} for row in rows]
-        async with get_async_session(engine) as db:
-            await _bulk.insert_rows(
-                db,
-                table,
-                changed,
-                skip_conflicts_on=["spool_id"],
-                update_on_conflict=update,
-                conflict_where=where,
-            )
+        await _write_again(engine, rows, wanted, new.spool_id == rows[index]["spool_id"])
     assert await _event_types(engine, session_id) == [
         "Stop",
         "SessionEnd",
@@ -167,16 +173,7 @@ async def test_a_column_bound_twice_is_written_row_by_row_with_each_rows_value(
     # The condition binds the row's own spool_id a second time: no multi-row statement
     # can take that, so each row must meet the condition with its own value.
     where = sa.and_(new.spool_id == sa.bindparam("spool_id"), new.spool_id.like("%-2"))
-    changed = [{**row, "id": uuid.uuid4(), "event_type": "Stop"} for row in rows]
-    async with get_async_session(engine) as db:
-        await _bulk.insert_rows(
-            db,
-            table,
-            changed,
-            skip_conflicts_on=["spool_id"],
-            update_on_conflict={"event_type": new.event_type},
-            conflict_where=where,
-        )
+    await _write_again(engine, rows, "Stop", where)
     assert await _event_types(engine, session_id) == [
         "Notification",
         "Notification",
