@@ -335,6 +335,39 @@ async def test_a_file_at_fault_in_a_transaction_of_several_sessions_fails_alone(
             await crud.get_session_by_slug(db, f"{SESSION}/agent-abad")
 
 
+async def test_a_transaction_of_sessions_already_stored_looks_them_up_in_one_query(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "projects" / "-work-bedrock-app"
+    folder.mkdir(parents=True)
+    files = [folder / f"00000000-0000-4000-8000-00000000000{index}.jsonl" for index in range(4)]
+    for index, path in enumerate(files):
+        path.write_text(_line(sessionId=path.stem, message=_message(f"msg_{index}")))
+    await import_transcripts(engine, [tmp_path / "projects"])
+    for index, path in enumerate(files):  # new lines for every stored session
+        with path.open("a") as handle:
+            handle.write(
+                _line(sessionId=path.stem, requestId="req_2", message=_message(f"msg_{index}b"))
+            )
+    lookups: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        by_slug = "sessions.session_slug IN" in statement or "session_slug =" in statement
+        if statement.startswith("SELECT") and "FROM sessions" in statement and by_slug:
+            lookups.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        report = await import_transcripts(engine, [tmp_path / "projects"])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert (report.errors, report.lines, report.responses) == ([], 4, 4)
+    assert len(lookups) == 1, lookups  # one for the four sessions, not one each
+    async with get_async_session(engine) as db:
+        sessions = (await db.exec(select(Session))).all()
+    assert sorted(session.session_slug for session in sessions) == [path.stem for path in files]
+
+
 def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
     """Hold SQLite's write lock from another connection for a while."""
     locked = threading.Event()

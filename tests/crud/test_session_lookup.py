@@ -39,3 +39,25 @@ async def test_neither_slug_nor_id_is_not_found(db: AsyncSession, key: str) -> N
     await crud.create_session(db, {"session_slug": "present"})
     with pytest.raises(NotFoundError, match="session"):
         await crud.get_session_by_slug_or_id(db, key)
+
+
+async def test_many_slugs_find_the_sessions_that_exist_a_page_of_slugs_a_statement(
+    db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from session_db.crud import sessions as session_crud
+
+    monkeypatch.setattr(session_crud, "BULK_PAGE", 2)
+    made = {slug: await crud.create_session(db, {"session_slug": slug}) for slug in "abc"}
+    statements: list[str] = []
+    engine = db.get_bind()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        found = await crud.list_sessions_by_slug(db, ["c", "a", "missing", "a", "b"])
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert {slug: session.id for slug, session in found.items()} == {
+        slug: session.id for slug, session in made.items()
+    }
+    assert len(statements) == 2  # four distinct slugs, two a page
+    assert await crud.list_sessions_by_slug(db, []) == {}

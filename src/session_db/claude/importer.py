@@ -466,6 +466,10 @@ class _Batch:
     launched: dict[tuple[str, str], str] = field(default_factory=dict)
     # Launches whose subagent's last response was completed before it was written.
     completed: set[str] = field(default_factory=set)
+    # The sessions the files name, as stored when the batch began (one lookup for all),
+    # and which slugs that lookup asked for.
+    stored: dict[str, _SessionRow] = field(default_factory=dict)
+    looked_up: set[str] = field(default_factory=set)
 
     def seen(self, session_id: uuid.UUID) -> SessionActivity:
         """The activity recorded so far for a session of this batch."""
@@ -558,6 +562,7 @@ async def _import_scanned(batch: _Batch, files: list[_File]) -> None:
                 if launch.agent_id and launch.subagent_type:
                     key = (file.transcript.session_id, launch.agent_id)
                     batch.launched.setdefault(key, launch.subagent_type)
+    await _look_up_sessions(batch, files)
     for file in files:
         await _place(batch, file)
     await _store_usage(batch, files)
@@ -608,10 +613,10 @@ def _read_new_lines(
 async def _place(batch: _Batch, file: _File) -> None:
     """Find or create the session a file's lines go to (its parent first), and its role."""
     assert file.scan is not None
-    db, transcript = batch.db, file.transcript
+    transcript = file.transcript
     facts = file.scan.facts
     slug = clip(Session, "session_slug", transcript.session_id)
-    parent = batch.sessions.get(slug) or await _existing_session(db, slug)
+    parent = batch.sessions.get(slug) or await _existing_session(batch, slug)
     if parent is None:
         parent = await _new_session(batch, slug, facts.cwd)
     batch.sessions[slug] = parent
@@ -625,14 +630,33 @@ async def _place(batch: _Batch, file: _File) -> None:
     file.agent_type = _agent_type(file.session, file.role, file.session.name)
 
 
-async def _existing_session(db: AsyncSession, slug: str) -> _SessionRow | None:
-    """The session with this slug, or None: one read where the resolver takes three."""
+async def _look_up_sessions(batch: _Batch, files: list[_File]) -> None:
+    """Read the stored sessions the files go to (theirs and their subagents'), in one query."""
+    slugs: set[str] = set()
+    for file in files:
+        transcript = file.transcript
+        slug = clip(Session, "session_slug", transcript.session_id)
+        slugs.add(slug)
+        if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
+            slugs.add(clip(Session, "session_slug", subagent_slug(slug, transcript.agent_id)))
+    found = await session_crud.list_sessions_by_slug(batch.db, slugs)
+    for slug, session in found.items():
+        batch.stored[slug] = _SessionRow.of(session)
+        batch.db.expunge(session)
+    batch.looked_up |= slugs
+
+
+async def _existing_session(batch: _Batch, slug: str) -> _SessionRow | None:
+    """The session with this slug, or None: from the batch's lookup, else one read (where
+    the resolver takes three)."""
+    if slug in batch.looked_up:
+        return batch.stored.get(slug)
     try:
-        found = await session_crud.get_session_by_slug(db, slug)
+        found = await session_crud.get_session_by_slug(batch.db, slug)
     except NotFoundError:
         return None
     row = _SessionRow.of(found)
-    db.expunge(found)
+    batch.db.expunge(found)
     return row
 
 
@@ -672,7 +696,7 @@ async def _child(
     if child is not None:
         return child
     if parent.id not in batch.created:  # a parent created just now has no children yet
-        child = await _existing_session(batch.db, slug)
+        child = await _existing_session(batch, slug)
         # Linked already: then the resolver has nothing to do, and two reads replace
         # its create-or-find and a link attempt the unique edge would refuse.
         if child is not None and await relationship_crud.list_relationships(

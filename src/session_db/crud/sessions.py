@@ -25,7 +25,7 @@ from session_db.crud._base import (
     translating_errors,
     upsert_insert,
 )
-from session_db.crud._bulk import insert_rows, update_rows
+from session_db.crud._bulk import BULK_PAGE, insert_rows, update_rows
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     Session,
@@ -243,6 +243,20 @@ async def get_session_by_slug(db: AsyncSession, session_slug: str) -> Session:
     found = (await db.exec(select(Session).where(Session.session_slug == session_slug))).first()
     if found is None:
         raise NotFoundError(ENTITY, session_slug, field="session_slug")
+    return found
+
+
+@translating_errors(ENTITY)
+async def list_sessions_by_slug(
+    db: AsyncSession, session_slugs: Iterable[str]
+) -> dict[str, Session]:
+    """Return the sessions that have these slugs, by slug; one query per page of slugs."""
+    wanted = sorted(set(session_slugs))
+    found: dict[str, Session] = {}
+    for start in range(0, len(wanted), BULK_PAGE):
+        page = wanted[start : start + BULK_PAGE]
+        rows = await db.exec(select(Session).where(col(Session.session_slug).in_(page)))
+        found.update((session.session_slug, session) for session in rows.all())
     return found
 
 
@@ -605,6 +619,7 @@ __all__ = [
     "get_session_by_slug",
     "get_session_by_slug_or_id",
     "list_sessions",
+    "list_sessions_by_slug",
     "list_source_apps",
     "record_session_activity",
     "search_sessions",
