@@ -22,9 +22,10 @@ from session_db import crud
 from session_db.claude import importer, spool
 from session_db.claude.deliver import deliver_pending
 from session_db.claude.importer import import_transcripts
+from session_db.claude.transcript import TranscriptFile, TranscriptKind
 from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
-from session_db.errors import NotFoundError
+from session_db.errors import DatabaseUnavailableError, NotFoundError
 from session_db.models import Agent, CostSource, Session, SessionRole, UsageRecord
 
 FIXTURE = SPOTTER
@@ -335,6 +336,26 @@ async def test_a_file_at_fault_in_a_transaction_of_several_sessions_fails_alone(
             await crud.get_session_by_slug(db, f"{SESSION}/agent-abad")
 
 
+def test_sessions_share_a_transaction_up_to_the_bounds_counting_only_unread_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "BATCH_FILES", 3)
+    monkeypatch.setattr(importer, "BATCH_BYTES", 100)
+    sizes = {"a": 60, "b": 80, "c": None, "d": 200, "e": 10, "f": 30, "g": 30, "h": 1}
+    groups = []
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.jsonl"
+        if size is not None:  # c vanished after it was found: it counts as nothing
+            path.write_bytes(b"x" * size)
+        groups.append([TranscriptFile(path, name, None, TranscriptKind.MAIN)])
+    # a was imported up to byte 50; f was replaced by a shorter file, so all of it is new.
+    known = {tmp_path / "a.jsonl": (50, "id"), tmp_path / "f.jsonl": (40, "id")}
+    batches = importer._batches(groups, known)
+    names = [[group[0].session_id for group in batch] for batch in batches]
+    # a+b+c: 3 files, 90 bytes; d is over the bound alone; e+f+g: 3 files; then h.
+    assert names == [["a", "b", "c"], ["d"], ["e", "f", "g"], ["h"]]
+
+
 async def test_a_transaction_of_sessions_already_stored_looks_them_up_in_one_query(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -448,6 +469,43 @@ async def test_a_transient_fault_mid_import_runs_the_transaction_again(
             cost=opus["cost"] + Decimal("0.2416735"),
         )
         assert await per_model(engine) == expected
+    finally:
+        if engine.dialect.name == "postgresql":
+            await truncate_all(engine)
+        await engine.dispose()
+
+
+async def test_a_database_down_through_every_attempt_stops_a_batched_import_keeping_nothing(
+    db_url: URL, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    projects = copy_fixture(tmp_path)
+    first = next(projects.glob("*")) / "00000000-0000-4000-8000-000000000001.jsonl"
+    first.write_text(_line(sessionId=first.stem))  # two sessions: one transaction
+    settings = Settings(_env_file=None, url=None, data_dir=None, sqlite_busy_timeout_ms=50)  # type: ignore[call-arg]
+    engine = create_engine(settings, url=db_url)
+    holder = None
+    if engine.dialect.name == "postgresql":
+
+        def kill(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if statement.startswith("INSERT INTO usage_records"):
+                terminate_other_backends(db_url)  # every attempt loses its connection
+
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", kill)
+    else:  # another writer holds the database past both attempts
+        holder = _hold_write_lock(db_url.database, 1.5)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(DatabaseUnavailableError):
+            await import_transcripts(engine, [projects], attempts=2)
+        retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+        assert len(retries) == 1 and "4 transcripts of 2 sessions" in retries[0]
+        if holder is not None:
+            holder.join()
+        else:
+            sa.event.remove(engine.sync_engine, "before_cursor_execute", kill)
+        async with get_async_session(engine) as db:  # not a file's fault: none was set aside
+            assert (await db.exec(select(sa.func.count()).select_from(Session))).one() == 0
+        report = await import_transcripts(engine, [projects])  # the database is back
+        assert (report.errors, report.files, report.lines) == ([], 4, 1662)
     finally:
         if engine.dialect.name == "postgresql":
             await truncate_all(engine)

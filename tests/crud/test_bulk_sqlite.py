@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -129,11 +130,16 @@ async def _event_types(engine: AsyncEngine, session_id: uuid.UUID) -> list[str]:
     return [log.event_type for log in sorted(logs, key=lambda log: log.payload["n"])]
 
 
+def _excluded() -> Any:
+    """The agent_logs row an INSERT proposes, for conflict conditions."""
+    return _bulk.excluded(AgentLog.__table__)  # type: ignore[attr-defined]
+
+
 async def _write_again(
     engine: AsyncEngine, rows: list[dict[str, object]], event_type: str, where: object
 ) -> None:
     """The stored rows again as `event_type`: the stored one takes it where `where` holds."""
-    new = _bulk.excluded(AgentLog.__table__)  # type: ignore[attr-defined]
+    new = _excluded()
     changed = [{**row, "id": uuid.uuid4(), "event_type": event_type} for row in rows]
     async with get_async_session(engine) as db:
         await _bulk.insert_rows(
@@ -149,9 +155,8 @@ async def _write_again(
 async def test_a_conflict_condition_built_anew_each_call_applies_its_own_constant(
     engine: AsyncEngine,
 ) -> None:
-    table = AgentLog.__table__  # type: ignore[attr-defined]
     session_id, rows = await _logged(engine, 4)
-    new = _bulk.excluded(table)
+    new = _excluded()
     for index, wanted in ((0, "Stop"), (1, "SessionEnd")):
         # A new expression per call, each with its own constant: one compiled plan must
         # not serve the other.
@@ -167,9 +172,8 @@ async def test_a_conflict_condition_built_anew_each_call_applies_its_own_constan
 async def test_a_column_bound_twice_is_written_row_by_row_with_each_rows_value(
     engine: AsyncEngine,
 ) -> None:
-    table = AgentLog.__table__  # type: ignore[attr-defined]
     session_id, rows = await _logged(engine, 4)
-    new = _bulk.excluded(table)
+    new = _excluded()
     # The condition binds the row's own spool_id a second time: no multi-row statement
     # can take that, so each row must meet the condition with its own value.
     where = sa.and_(new.spool_id == sa.bindparam("spool_id"), new.spool_id.like("%-2"))
