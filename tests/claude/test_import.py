@@ -389,6 +389,85 @@ async def test_a_transaction_of_sessions_already_stored_looks_them_up_in_one_que
     assert sorted(session.session_slug for session in sessions) == [path.stem for path in files]
 
 
+async def test_new_sessions_and_their_subagents_are_created_and_linked_set_based(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "projects" / "-work-bedrock-app"
+    sessions = [f"00000000-0000-4000-8000-00000000010{index}" for index in range(4)]
+    for index, session in enumerate(sessions):
+        (folder / session / "subagents").mkdir(parents=True)
+        main = _line(sessionId=session, message=_message(f"msg_{index}"))
+        (folder / f"{session}.jsonl").write_text(main)
+        child = _line(sessionId=session, agentId=f"a{index}", message=_message(f"msg_{index}c"))
+        (folder / session / "subagents" / f"agent-a{index}.jsonl").write_text(child)
+    inserts: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO"):
+            inserts.append(statement.split()[2])
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        report = await import_transcripts(engine, [tmp_path / "projects"])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert (report.errors, report.files, report.responses) == ([], 8, 8)
+    # One transaction: the four sessions in one statement, their subagents in another,
+    # the four links in one, and the one project once; not a round of each per session.
+    assert [inserts.count(table) for table in ("projects", "sessions")] == [1, 2]
+    assert inserts.count("session_relationships") == 1
+    async with get_async_session(engine) as db:
+        for index, session in enumerate(sessions):
+            top = await crud.get_session_by_slug(db, session)
+            child = await crud.get_session_by_slug(db, f"{session}/agent-a{index}")
+            assert (child.parent_session_id, child.project_id) == (top.id, top.project_id)
+            assert top.project_id is not None
+            links = await crud.list_relationships(db, parent_session_id=top.id)
+            assert [link.child_session_id for link in links] == [child.id]
+            assert top.agent_count == 1
+
+
+async def test_sessions_another_writer_made_since_the_lookup_are_found_not_doubled(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "projects" / "-work-bedrock-app"
+    session = "00000000-0000-4000-8000-000000000201"
+    (folder / session / "subagents").mkdir(parents=True)
+    (folder / f"{session}.jsonl").write_text(_line(sessionId=session, message=_message("m1")))
+    child_file = folder / session / "subagents" / "agent-a1.jsonl"
+    child_file.write_text(_line(sessionId=session, agentId="a1", message=_message("m2")))
+    async with get_async_session(engine) as db:  # made by another writer
+        top = await crud.create_session(db, {"session_slug": session, "name": "theirs"})
+        child = await crud.create_session(
+            db,
+            {"session_slug": f"{session}/agent-a1", "name": "Explore", "parent_session_id": top.id},
+        )
+
+    async def looked_up_before_they_were_made(db: object, slugs: object) -> dict[str, Session]:
+        return {}
+
+    monkeypatch.setattr(
+        importer.session_crud, "list_sessions_by_slug", looked_up_before_they_were_made
+    )
+    report = await import_transcripts(engine, [tmp_path / "projects"])
+    assert (report.errors, report.responses) == ([], 2)
+    async with get_async_session(engine) as db:
+        stored = (await db.exec(select(Session))).all()
+        records = (await db.exec(select(UsageRecord))).all()
+        agents = (await db.exec(select(Agent))).all()
+    assert sorted(row.id for row in stored) == sorted([top.id, child.id])  # none doubled
+    assert {row.id: row.name for row in stored} == {top.id: "theirs", child.id: "Explore"}
+    # Each file's agent is typed from the session as stored, not as it would be made.
+    assert {agent.session_id: agent.agent_type for agent in agents} == {
+        top.id: "main",
+        child.id: "Explore",
+    }
+    assert {record.message_id: record.session_id for record in records} == {
+        "m1": top.id,
+        "m2": child.id,
+    }
+
+
 def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
     """Hold SQLite's write lock from another connection for a while."""
     locked = threading.Event()

@@ -318,7 +318,7 @@ class SessionResolver:
         )
         child_id, is_new = created[slug]
         if is_new:
-            await link_new_children(self.db, [_subagent_link(parent_id, child_id, agent_id)])
+            await link_new_children(self.db, [subagent_link(parent_id, child_id, agent_id)])
         self._ids[slug] = child_id
         return child_id
 
@@ -456,7 +456,8 @@ def _want_subagent(
     )
 
 
-def _subagent_link(parent_id: uuid.UUID, child_id: uuid.UUID, agent_id: str) -> dict[str, Any]:
+def subagent_link(parent_id: uuid.UUID, child_id: uuid.UUID, agent_id: str) -> dict[str, Any]:
+    """The parent-child edge of a subagent launched by the Task/Agent tool."""
     return {
         "parent_session_id": parent_id,
         "child_session_id": child_id,
@@ -501,7 +502,7 @@ async def _ensure_subagents(
             ids[slug] = child_id
             row = ready[slug]
             if is_new and row["parent_session_id"] is not None:
-                links.append(_subagent_link(row["parent_session_id"], child_id, row["agent_id"]))
+                links.append(subagent_link(row["parent_session_id"], child_id, row["agent_id"]))
         await link_new_children(db, links)
         for slug in ready:
             pending.pop(slug)

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.claude.events import SOURCE_APP, SessionResolver, subagent_slug
+from session_db.claude.events import SOURCE_APP, subagent_link, subagent_slug
 from session_db.claude.pricing import Cost, price_usage
 from session_db.claude.transcript import (
     CostState,
@@ -57,6 +57,7 @@ from session_db.claude.transcript import (
     scan_lines,
 )
 from session_db.crud import agents as agent_crud
+from session_db.crud import projects as project_crud
 from session_db.crud import relationships as relationship_crud
 from session_db.crud import sessions as session_crud
 from session_db.crud import transcript_imports, usage_records
@@ -64,7 +65,6 @@ from session_db.crud.sessions import SessionActivity, record_session_activity
 from session_db.database import get_async_session
 from session_db.errors import (
     DatabaseUnavailableError,
-    NotFoundError,
     SessionDBError,
     is_transient,
 )
@@ -73,7 +73,9 @@ from session_db.models import (
     AgentCreate,
     AgentStatus,
     CostSource,
+    Project,
     Session,
+    SessionRole,
     TranscriptImport,
     UsageRecord,
 )
@@ -452,10 +454,10 @@ class _File:
 
 @dataclass
 class _Batch:
-    """What the files of one transaction share: the resolver, sessions, what changed."""
+    """What the files of one transaction share: projects, sessions, what changed."""
 
     db: AsyncSession
-    resolver: SessionResolver
+    projects: dict[str, uuid.UUID] = field(default_factory=dict)  # by folder
     sessions: dict[str, _SessionRow] = field(default_factory=dict)  # by slug
     created: set[uuid.UUID] = field(default_factory=set)  # top sessions this batch created
     changed: set[uuid.UUID] = field(default_factory=set)  # sessions whose totals to refresh
@@ -466,10 +468,9 @@ class _Batch:
     launched: dict[tuple[str, str], str] = field(default_factory=dict)
     # Launches whose subagent's last response was completed before it was written.
     completed: set[str] = field(default_factory=set)
-    # The sessions the files name, as stored when the batch began (one lookup for all),
-    # and which slugs that lookup asked for.
+    # The sessions the files name, as stored when the batch began (one lookup for all):
+    # one missing here is created, or found by the create's conflict if it appeared since.
     stored: dict[str, _SessionRow] = field(default_factory=dict)
-    looked_up: set[str] = field(default_factory=set)
 
     def seen(self, session_id: uuid.UUID) -> SessionActivity:
         """The activity recorded so far for a session of this batch."""
@@ -496,7 +497,7 @@ async def import_files(
     claimed = await transcript_imports.claim_transcript_imports(
         db, [str(transcript.path) for transcript in transcripts]
     )
-    batch = _Batch(db, SessionResolver(db))
+    batch = _Batch(db)
     files: list[_File] = []
     done: list[TranscriptImport] = []
     for transcript in transcripts:
@@ -544,7 +545,7 @@ async def import_entries(
     Returns:
         What each transcript's import did, in order.
     """
-    batch = _Batch(db, SessionResolver(db))
+    batch = _Batch(db)
     files = []
     for transcript, scan in scanned:
         report = ImportReport(lines=scan.lines, bad_lines=scan.bad_lines)
@@ -563,9 +564,18 @@ async def _import_scanned(batch: _Batch, files: list[_File]) -> None:
                     key = (file.transcript.session_id, launch.agent_id)
                     batch.launched.setdefault(key, launch.subagent_type)
     await _look_up_sessions(batch, files)
-    for file in files:
-        await _place(batch, file)
+    await _place(batch, files)
     await _store_usage(batch, files)
+    await _children(
+        batch,
+        [
+            _Wanted(file.session, None, launch.agent_id, launch.subagent_type)
+            for file in files
+            if file.session is not None and file.transcript.kind == TranscriptKind.MAIN
+            for launch in (file.scan.launches if file.scan is not None else ())
+            if launch.agent_id
+        ],
+    )
     for file in files:
         assert file.scan is not None and file.session is not None
         if file.transcript.kind == TranscriptKind.MAIN:
@@ -610,54 +620,66 @@ def _read_new_lines(
     return identity, offset, scan_lines(raw for _, raw in lines), new_offset
 
 
-async def _place(batch: _Batch, file: _File) -> None:
-    """Find or create the session a file's lines go to (its parent first), and its role."""
-    assert file.scan is not None
-    transcript = file.transcript
-    facts = file.scan.facts
-    slug = clip(Session, "session_slug", transcript.session_id)
-    parent = batch.sessions.get(slug) or await _existing_session(batch, slug)
-    if parent is None:
-        parent = await _new_session(batch, slug, facts.cwd)
-    batch.sessions[slug] = parent
-    file.session, file.role = parent, MAIN_ROLE
-    if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
-        kind = batch.launched.get((transcript.session_id, transcript.agent_id))
-        file.session = await _child(batch, parent, facts.cwd, transcript.agent_id, kind)
-    elif transcript.kind == TranscriptKind.COMPACT:
-        file.role = COMPACT_ROLE
-    file.report.sessions.add(transcript.session_id)
-    file.agent_type = _agent_type(file.session, file.role, file.session.name)
+async def _place(batch: _Batch, files: list[_File]) -> None:
+    """Find or create the sessions the files' lines go to, and each file's role.
+
+    Set-based: the sessions not stored yet are created in one statement, then the new
+    subagents' child sessions in one more, and linked to their parents in one call.
+    """
+    tops: dict[str, str | None] = {}  # a session to create -> the cwd its first file saw
+    for file in files:
+        assert file.scan is not None
+        slug = clip(Session, "session_slug", file.transcript.session_id)
+        if slug not in batch.sessions and slug not in tops:
+            stored = batch.stored.get(slug)
+            if stored is not None:
+                batch.sessions[slug] = stored
+            else:
+                tops[slug] = file.scan.facts.cwd
+    await _new_sessions(batch, tops)
+    wanted: list[_Wanted] = []
+    for file in files:
+        assert file.scan is not None
+        transcript = file.transcript
+        file.session = batch.sessions[clip(Session, "session_slug", transcript.session_id)]
+        if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
+            kind = batch.launched.get((transcript.session_id, transcript.agent_id))
+            wanted.append(_Wanted(file.session, file.scan.facts.cwd, transcript.agent_id, kind))
+    await _children(batch, wanted)
+    for file in files:
+        assert file.session is not None
+        transcript = file.transcript
+        file.role = MAIN_ROLE
+        if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
+            file.session = batch.sessions[_child_slug(file.session, transcript.agent_id)]
+        elif transcript.kind == TranscriptKind.COMPACT:
+            file.role = COMPACT_ROLE
+        file.report.sessions.add(transcript.session_id)
+        file.agent_type = _agent_type(file.session, file.role, file.session.name)
 
 
 async def _look_up_sessions(batch: _Batch, files: list[_File]) -> None:
-    """Read the stored sessions the files go to (theirs and their subagents'), in one query."""
+    """Read the stored sessions the files go to (theirs, their subagents' and those their
+    launches name), in one query."""
     slugs: set[str] = set()
     for file in files:
         transcript = file.transcript
-        slug = clip(Session, "session_slug", transcript.session_id)
+        slug = clip(Session, "session_slug", transcript.session_id) or ""
         slugs.add(slug)
-        if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
-            slugs.add(clip(Session, "session_slug", subagent_slug(slug, transcript.agent_id)))
+        agents = {launch.agent_id for launch in file.scan.launches} if file.scan else set()
+        if transcript.kind == TranscriptKind.SUBAGENT:
+            agents = {transcript.agent_id}
+        elif transcript.kind != TranscriptKind.MAIN:
+            agents = set()
+        slugs |= {
+            clip(Session, "session_slug", subagent_slug(slug, agent)) or ""
+            for agent in agents
+            if agent
+        }
     found = await session_crud.list_sessions_by_slug(batch.db, slugs)
     for slug, session in found.items():
         batch.stored[slug] = _SessionRow.of(session)
         batch.db.expunge(session)
-    batch.looked_up |= slugs
-
-
-async def _existing_session(batch: _Batch, slug: str) -> _SessionRow | None:
-    """The session with this slug, or None: from the batch's lookup, else one read (where
-    the resolver takes three)."""
-    if slug in batch.looked_up:
-        return batch.stored.get(slug)
-    try:
-        found = await session_crud.get_session_by_slug(batch.db, slug)
-    except NotFoundError:
-        return None
-    row = _SessionRow.of(found)
-    batch.db.expunge(found)
-    return row
 
 
 async def _load(db: AsyncSession, session_id: uuid.UUID) -> _SessionRow:
@@ -668,53 +690,105 @@ async def _load(db: AsyncSession, session_id: uuid.UUID) -> _SessionRow:
     return row
 
 
-async def _new_session(batch: _Batch, slug: str, cwd: str | None) -> _SessionRow:
-    """Create a Claude Code session not seen before (or find it, if one appeared since)."""
-    project_id = await batch.resolver.project_id(cwd)
-    values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
-    if project_id is not None:
-        values["project_id"] = project_id
-    if cwd:
-        values["working_dir"] = clip(Session, "working_dir", cwd)
-    session_id, created = (await session_crud.ensure_sessions(batch.db, [values]))[slug]
-    if not created:  # made by another transaction since we looked
-        return await _load(batch.db, session_id)
-    batch.created.add(session_id)
-    return _SessionRow(session_id, slug, None, None, None, project_id, None)
+async def _project_ids(batch: _Batch, roots: Iterable[str | None]) -> dict[str, uuid.UUID]:
+    """The project of each folder, created if new: one statement for those not known yet."""
+    missing = {root for root in roots if root and root not in batch.projects}
+    if missing:
+        found = await project_crud.upsert_projects(
+            batch.db, {clip(Project, "root_path", root) or "" for root in missing}
+        )
+        for root in missing:
+            batch.projects[root] = found[clip(Project, "root_path", root) or ""]
+    return batch.projects
 
 
-async def _child(
-    batch: _Batch,
-    parent: _SessionRow,
-    cwd: str | None,
-    agent_id: str,
-    agent_type: str | None,
-) -> _SessionRow:
-    """A subagent's child session, created and linked to `parent` if it is not yet."""
-    slug = clip(Session, "session_slug", subagent_slug(parent.session_slug, agent_id))
-    child = batch.sessions.get(slug)
-    if child is not None:
-        return child
-    if parent.id not in batch.created:  # a parent created just now has no children yet
-        child = await _existing_session(batch, slug)
-        # Linked already: then the resolver has nothing to do, and two reads replace
-        # its create-or-find and a link attempt the unique edge would refuse.
-        if child is not None and await relationship_crud.list_relationships(
-            batch.db, parent_session_id=parent.id, child_session_id=child.id
-        ):
-            batch.sessions[slug] = child
-            return child
-    project_id = parent.project_id or await batch.resolver.project_id(cwd)
-    child_id = await batch.resolver.subagent(
-        parent.session_slug, agent_id, parent.id, project_id, agent_type
+async def _new_sessions(batch: _Batch, tops: Mapping[str, str | None]) -> None:
+    """Create Claude Code sessions not seen before (or find them, if one appeared since)."""
+    if not tops:
+        return
+    projects = await _project_ids(batch, tops.values())
+    rows: list[dict[str, Any]] = []
+    for slug, cwd in tops.items():
+        values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
+        if cwd:
+            values["project_id"] = projects[cwd]
+            values["working_dir"] = clip(Session, "working_dir", cwd)
+        rows.append(values)
+    for slug, (session_id, created) in (await session_crud.ensure_sessions(batch.db, rows)).items():
+        if not created:  # made by another transaction since we looked
+            batch.sessions[slug] = await _load(batch.db, session_id)
+            continue
+        batch.created.add(session_id)
+        project_id = projects.get(tops[slug] or "")
+        batch.sessions[slug] = _SessionRow(session_id, slug, None, None, None, project_id, None)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A subagent's child session to find or create: its parent, cwd, agent id and type."""
+
+    parent: _SessionRow
+    cwd: str | None
+    agent_id: str
+    agent_type: str | None
+
+
+def _child_slug(parent: _SessionRow, agent_id: str) -> str:
+    return clip(Session, "session_slug", subagent_slug(parent.session_slug, agent_id)) or ""
+
+
+async def _children(batch: _Batch, wanted: Iterable[_Wanted]) -> None:
+    """Find or create subagents' child sessions, linking each new one to its parent.
+
+    Each lands in `batch.sessions`. The new ones are created in one statement and linked
+    in one call; only a stored child of a stored parent is read (to see if it is linked).
+    """
+    todo: dict[str, _Wanted] = {}
+    for want in wanted:
+        slug = _child_slug(want.parent, want.agent_id)
+        if slug in batch.sessions or slug in todo:
+            continue
+        if want.parent.id not in batch.created:  # a parent created just now has no children
+            child = batch.stored.get(slug)
+            # Linked already: nothing to create, and one read replaces a create-or-find
+            # and a link attempt the unique edge would refuse.
+            if child is not None and await relationship_crud.list_relationships(
+                batch.db, parent_session_id=want.parent.id, child_session_id=child.id
+            ):
+                batch.sessions[slug] = child
+                continue
+        todo[slug] = want
+    if not todo:
+        return
+    projects = await _project_ids(
+        batch, [want.cwd for want in todo.values() if want.parent.project_id is None]
     )
-    if parent.id in batch.created:  # so the child is new too, with the resolver's values
-        name = clip(Session, "name", agent_type or "subagent")
-        child = _SessionRow(child_id, slug, name, None, parent.id, project_id, None)
-    else:
-        child = await _load(batch.db, child_id)
-    batch.sessions[slug] = child
-    return child
+    rows: dict[str, dict[str, Any]] = {}
+    for slug, want in todo.items():
+        project_id = want.parent.project_id or projects.get(want.cwd or "")
+        rows[slug] = {
+            "session_slug": slug,
+            "project_id": project_id,
+            "parent_session_id": want.parent.id,
+            "session_role": SessionRole.SUBAGENT.value,
+            "source_app": SOURCE_APP,
+            "name": clip(Session, "name", want.agent_type or "subagent"),
+        }
+    created = await session_crud.ensure_sessions(
+        batch.db,
+        [{key: value for key, value in row.items() if value is not None} for row in rows.values()],
+    )
+    links = []
+    for slug, (child_id, is_new) in created.items():
+        want, row = todo[slug], rows[slug]
+        if is_new:
+            links.append(subagent_link(want.parent.id, child_id, want.agent_id))
+            batch.sessions[slug] = _SessionRow(
+                child_id, slug, row["name"], None, want.parent.id, row["project_id"], None
+            )
+        else:  # stored but not linked to this parent: as it is
+            batch.sessions[slug] = await _load(batch.db, child_id)
+    await relationship_crud.link_new_children(batch.db, links)
 
 
 def _agent_type(session: _SessionRow, role: str, name: str | None) -> str:
@@ -1106,7 +1180,7 @@ async def _attach_launch(batch: _Batch, parent: _SessionRow, launch: SubagentLau
     """Name and describe a subagent's child session, and complete its last response."""
     assert launch.agent_id is not None
     db = batch.db
-    child = await _child(batch, parent, None, launch.agent_id, launch.subagent_type)
+    child = batch.sessions[_child_slug(parent, launch.agent_id)]  # made by `_children`
     name, title = child.name, child.title
     if launch.subagent_type and name in (None, "subagent"):
         name = clip(Session, "name", launch.subagent_type)
