@@ -65,18 +65,24 @@ def write_copies(target: Path, copies: int, tag: str) -> list[bytes]:
     sessions = [str(uuid.uuid4()) for _ in range(copies)]  # one per copy, for all its files
     for relative, content in fixture_files().items():
         for index, session in enumerate(sessions):
-            marker = f"{tag}{index}_".encode()
-            data = (
-                content.replace(SESSION.encode(), session.encode())
-                # Unique per copy, so a copy is new usage and not a replay of another.
-                .replace(b'"id":"msg_', b'"id":"msg_' + marker)
-                .replace(b'"requestId":"req_', b'"requestId":"req_' + marker)
-            )
-            path = project / str(relative).replace(SESSION, session)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            lines.extend(data.splitlines())
+            lines += _write_copy(project, relative, content, session, f"{tag}{index}_")
     return lines
+
+
+def _write_copy(
+    project: Path, relative: Path, content: bytes, session: str, marker: str
+) -> list[bytes]:
+    """Write one fixture file as session `session`'s; return its lines."""
+    data = (
+        content.replace(SESSION.encode(), session.encode())
+        # Unique per copy, so a copy is new usage and not a replay of another.
+        .replace(b'"id":"msg_', b'"id":"msg_' + marker.encode())
+        .replace(b'"requestId":"req_', b'"requestId":"req_' + marker.encode())
+    )
+    path = project / str(relative).replace(SESSION, session)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data.splitlines()
 
 
 def write_small_sessions(target: Path, count: int, tag: str) -> list[bytes]:
@@ -86,18 +92,9 @@ def write_small_sessions(target: Path, count: int, tag: str) -> list[bytes]:
     project = target / "-home-USER-projects-spotter"
     for index in range(count):
         session = str(uuid.uuid4())
-        marker = f"{tag}{index}_".encode()
         for relative, content in fixture_files().items():
             head = b"".join(content.splitlines(keepends=True)[:SMALL_LINES])
-            data = (
-                head.replace(SESSION.encode(), session.encode())
-                .replace(b'"id":"msg_', b'"id":"msg_' + marker)
-                .replace(b'"requestId":"req_', b'"requestId":"req_' + marker)
-            )
-            path = project / str(relative).replace(SESSION, session)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            lines.extend(data.splitlines())
+            lines += _write_copy(project, relative, head, session, f"{tag}{index}_")
     return lines
 
 

@@ -356,6 +356,23 @@ def test_sessions_share_a_transaction_up_to_the_bounds_counting_only_unread_byte
     assert names == [["a", "b", "c"], ["d"], ["e", "f", "g"], ["h"]]
 
 
+async def _import_counting(
+    engine: AsyncEngine, folder: Path
+) -> tuple[importer.ImportReport, list[str]]:
+    """Import `folder`; return the report and every statement the import sent."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        report = await import_transcripts(engine, [folder])
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    return report, statements
+
+
 async def test_a_transaction_of_sessions_already_stored_looks_them_up_in_one_query(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -370,18 +387,14 @@ async def test_a_transaction_of_sessions_already_stored_looks_them_up_in_one_que
             handle.write(
                 _line(sessionId=path.stem, requestId="req_2", message=_message(f"msg_{index}b"))
             )
-    lookups: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        by_slug = "sessions.session_slug IN" in statement or "session_slug =" in statement
-        if statement.startswith("SELECT") and "FROM sessions" in statement and by_slug:
-            lookups.append(statement)
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        report = await import_transcripts(engine, [tmp_path / "projects"])
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    report, statements = await _import_counting(engine, tmp_path / "projects")
+    lookups = [
+        statement
+        for statement in statements
+        if statement.startswith("SELECT")
+        and "FROM sessions" in statement
+        and ("sessions.session_slug IN" in statement or "session_slug =" in statement)
+    ]
     assert (report.errors, report.lines, report.responses) == ([], 4, 4)
     assert len(lookups) == 1, lookups  # one for the four sessions, not one each
     async with get_async_session(engine) as db:
@@ -400,17 +413,8 @@ async def test_new_sessions_and_their_subagents_are_created_and_linked_set_based
         (folder / f"{session}.jsonl").write_text(main)
         child = _line(sessionId=session, agentId=f"a{index}", message=_message(f"msg_{index}c"))
         (folder / session / "subagents" / f"agent-a{index}.jsonl").write_text(child)
-    inserts: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO"):
-            inserts.append(statement.split()[2])
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        report = await import_transcripts(engine, [tmp_path / "projects"])
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    report, statements = await _import_counting(engine, tmp_path / "projects")
+    inserts = [s.split()[2] for s in statements if s.startswith("INSERT INTO")]
     assert (report.errors, report.files, report.responses) == ([], 8, 8)
     # One transaction: the four sessions in one statement, their subagents in another,
     # the four links in one, and the one project once; not a round of each per session.
