@@ -382,57 +382,67 @@ class _Placement:
 
 
 async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
-    """Find or create every session a batch needs: a few statements, whatever its size."""
-    projects = await upsert_projects(db, {root for event in events if (root := _root(event))})
-    tops: dict[str, dict[str, Any]] = {}
+    """Find or create every session a batch needs: a few statements, whatever its size.
+
+    One pass over the events collects what they name (their sessions, subagents, project
+    folders and launches, each the first time it is seen); the rest works on those.
+    """
+    roots: set[str] = set()
+    tops: dict[str, tuple[str | None, str | None]] = {}  # slug -> (its first event's root, id)
+    agents: dict[tuple[str, str], str | None] = {}  # (session, agent id) -> its agent type
+    launches: list[tuple[str, str, str | None, str | None]] = []
+    named: list[tuple[str | None, str | None]] = []  # each event's (session id, agent id)
     for event in events:
-        external = event.text("session_id")
-        if external is None:
-            tops.setdefault(UNATTRIBUTED_SLUG, {"session_slug": UNATTRIBUTED_SLUG})
-            continue
+        external, agent_id = event.text("session_id"), event.text("agent_id")
+        named.append((external, agent_id))
         root = _root(event)
-        values = {"session_slug": _slug(external)}
         if root:
-            values |= {
-                "project_id": projects[root],
-                "working_dir": clip(Session, "working_dir", root),
-            }
-        tops.setdefault(values["session_slug"], values)
-    top_ids = await ensure_sessions(
-        db, [{**values, "source_app": SOURCE_APP} for values in tops.values()]
-    )
+            roots.add(root)
+        if external is None:
+            tops.setdefault(UNATTRIBUTED_SLUG, (None, None))
+            continue
+        tops.setdefault(_slug(external), (root, external))
+        if agent_id is not None:
+            agents.setdefault((external, agent_id), event.text("agent_type"))
+        if (launch := _launch(event)) is not None:  # an Agent call's outcome names its subagent
+            launches.append((*launch, agent_id))
+    projects = await upsert_projects(db, roots)
+    rows = []
+    for slug, (root, external) in tops.items():
+        values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
+        if root and external is not None:
+            values["project_id"] = projects[root]
+            values["working_dir"] = clip(Session, "working_dir", root)
+        rows.append(values)
+    top_ids = await ensure_sessions(db, rows)
+    project_ids = {slug: row.get("project_id") for slug, row in zip(tops, rows, strict=True)}
 
     wanted: dict[str, dict[str, Any]] = {}  # subagent slug -> its row
-    for event in events:
-        external, agent_id = event.text("session_id"), event.text("agent_id")
-        if external is not None and agent_id is not None:
-            parent_id = top_ids[_slug(external)][0]
-            _want_subagent(wanted, tops, external, agent_id, parent_id, event.text("agent_type"))
-    for event in events:  # an Agent call's outcome names the subagent it launched
-        if (launch := _launch(event)) is not None:
-            external, agent_id, kind = launch
-            inside = event.text("agent_id")
-            parent_slug = _slug(subagent_slug(external, inside) if inside else external)
-            parent_id = top_ids[_slug(external)][0] if not inside else None
-            _want_subagent(wanted, tops, external, agent_id, parent_id, kind, parent_slug)
+    for (external, agent_id), agent_type in agents.items():
+        parent_id = top_ids[_slug(external)][0]
+        _want_subagent(wanted, project_ids, external, agent_id, parent_id, agent_type)
+    for external, agent_id, kind, inside in launches:
+        parent_slug = _slug(subagent_slug(external, inside) if inside else external)
+        parent_id = top_ids[_slug(external)][0] if not inside else None
+        _want_subagent(wanted, project_ids, external, agent_id, parent_id, kind, parent_slug)
     children = await _ensure_subagents(db, wanted)
 
-    placed: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {}
-    for event in events:
-        external, agent_id = event.text("session_id"), event.text("agent_id")
+    places: dict[tuple[str | None, str | None], tuple[uuid.UUID, uuid.UUID | None]] = {}
+    for external, agent_id in set(named):
         if external is None:
-            placed[event.spool_id] = (top_ids[UNATTRIBUTED_SLUG][0], None)
+            places[external, agent_id] = (top_ids[UNATTRIBUTED_SLUG][0], None)
         elif agent_id is None:
-            placed[event.spool_id] = (top_ids[_slug(external)][0], None)
+            places[external, agent_id] = (top_ids[_slug(external)][0], None)
         else:
             child = children[_slug(subagent_slug(external, agent_id))]
-            placed[event.spool_id] = (child, top_ids[_slug(external)][0])
+            places[external, agent_id] = (child, top_ids[_slug(external)][0])
+    placed = {event.spool_id: places[key] for event, key in zip(events, named, strict=True)}
     return _Placement(placed, children)
 
 
 def _want_subagent(
     wanted: dict[str, dict[str, Any]],
-    tops: dict[str, dict[str, Any]],
+    project_ids: dict[str, uuid.UUID | None],
     external: str,
     agent_id: str,
     parent_id: uuid.UUID | None,
@@ -440,7 +450,7 @@ def _want_subagent(
     parent_slug: str | None = None,
 ) -> None:
     slug = _slug(subagent_slug(external, agent_id))
-    project_id = tops.get(_slug(external), {}).get("project_id")
+    project_id = project_ids.get(_slug(external))
     wanted.setdefault(
         slug,
         {
@@ -654,23 +664,25 @@ async def _pair_tool_calls(
     for event, session_id in events:
         if event.name == "PostToolBatch":
             for key, listed in _batch_calls(event):
-                call = calls.setdefault(
-                    (session_id, key),
-                    {"id": new_id(), "session_id": session_id, "tool_use_id": key},
+                call = calls.get((session_id, key)) or calls.setdefault(
+                    (session_id, key), _new_call(session_id, key)
                 )
                 _complete_from_batch(call, listed, event.received_at)
             continue
         tool_use_id = event.text("tool_use_id")
         if tool_use_id is not None:
             key = (session_id, _tool_use_id(tool_use_id))
-            call = calls.setdefault(
-                key, {"id": new_id(), "session_id": session_id, "tool_use_id": key[1]}
-            )
+            call = calls.get(key) or calls.setdefault(key, _new_call(session_id, key[1]))
         else:
             call = _unkeyed_call(running.setdefault(session_id, []), event, session_id)
         _merge_tool_event(call, event)
         by_event[event.spool_id] = call
     return by_event, {call.id for call in stored.values()}
+
+
+def _new_call(session_id: uuid.UUID, tool_use_id: str | None) -> dict[str, Any]:
+    # Made only for a call not met before: an id costs more than the lookup.
+    return {"id": new_id(), "session_id": session_id, "tool_use_id": tool_use_id}
 
 
 # Events that end one call; without a tool_use_id they are paired by tool and input.
@@ -688,8 +700,8 @@ def _unkeyed_call(
                 "tool_input"
             ) == event.payload.get("tool_input"):
                 return running.pop(index)
-        return {"id": new_id(), "session_id": session_id, "tool_use_id": None}
-    call = {"id": new_id(), "session_id": session_id, "tool_use_id": None}
+        return _new_call(session_id, None)
+    call = _new_call(session_id, None)
     running.append(call)
     return call
 
