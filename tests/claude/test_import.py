@@ -409,9 +409,8 @@ async def test_new_sessions_and_their_subagents_are_created_and_linked_set_based
     sessions = [f"00000000-0000-4000-8000-00000000010{index}" for index in range(4)]
     for index, session in enumerate(sessions):
         (folder / session / "subagents").mkdir(parents=True)
-        main = _line(sessionId=session, message=_message(f"msg_{index}"))
-        (folder / f"{session}.jsonl").write_text(main)
-        child = _line(sessionId=session, agentId=f"a{index}", message=_message(f"msg_{index}c"))
+        (folder / f"{session}.jsonl").write_text(_main_line(session, f"msg_{index}"))
+        child = _subagent_line(session, f"a{index}", f"msg_{index}c")
         (folder / session / "subagents" / f"agent-a{index}.jsonl").write_text(child)
     report, statements = await _import_counting(engine, tmp_path / "projects")
     inserts = [s.split()[2] for s in statements if s.startswith("INSERT INTO")]
@@ -429,6 +428,16 @@ async def test_new_sessions_and_their_subagents_are_created_and_linked_set_based
             links = await crud.list_relationships(db, parent_session_id=top.id)
             assert [link.child_session_id for link in links] == [child.id]
             assert top.agent_count == 1
+    for index, session in enumerate(sessions):  # new lines for every stored file
+        with (folder / session / "subagents" / f"agent-a{index}.jsonl").open("a") as handle:
+            handle.write(_subagent_line(session, f"a{index}", f"msg_{index}d"))
+    again, statements = await _import_counting(engine, tmp_path / "projects")
+    assert (again.errors, again.responses) == ([], 4)
+    # The children are stored and linked: one read of their links, nothing created.
+    assert [s for s in statements if s.startswith("INSERT INTO sessions")] == []
+    assert len([s for s in statements if "FROM session_relationships" in s]) == 1
+    async with get_async_session(engine) as db:
+        assert len(await crud.list_relationships(db)) == 4
 
 
 async def test_sessions_another_writer_made_since_the_lookup_are_found_not_doubled(
@@ -437,9 +446,9 @@ async def test_sessions_another_writer_made_since_the_lookup_are_found_not_doubl
     folder = tmp_path / "projects" / "-work-bedrock-app"
     session = "00000000-0000-4000-8000-000000000201"
     (folder / session / "subagents").mkdir(parents=True)
-    (folder / f"{session}.jsonl").write_text(_line(sessionId=session, message=_message("m1")))
+    (folder / f"{session}.jsonl").write_text(_main_line(session, "m1"))
     child_file = folder / session / "subagents" / "agent-a1.jsonl"
-    child_file.write_text(_line(sessionId=session, agentId="a1", message=_message("m2")))
+    child_file.write_text(_subagent_line(session, "a1", "m2"))
     async with get_async_session(engine) as db:  # made by another writer
         top = await crud.create_session(db, {"session_slug": session, "name": "theirs"})
         child = await crud.create_session(
@@ -460,6 +469,7 @@ async def test_sessions_another_writer_made_since_the_lookup_are_found_not_doubl
         records = (await db.exec(select(UsageRecord))).all()
         agents = (await db.exec(select(Agent))).all()
     assert sorted(row.id for row in stored) == sorted([top.id, child.id])  # none doubled
+    # Their names stay: the lines' slug names only a session that has none.
     assert {row.id: row.name for row in stored} == {top.id: "theirs", child.id: "Explore"}
     # Each file's agent is typed from the session as stored, not as it would be made.
     assert {agent.session_id: agent.agent_type for agent in agents} == {
@@ -637,6 +647,28 @@ async def test_a_file_changed_after_it_was_read_ahead_is_imported_as_it_is_now(
         handle.write(_line(sessionId=second.stem, requestId="req_o", message=_message("msg_b_3")))
     again = await import_transcripts(engine, [tmp_path / "projects"])
     assert (again.errors, again.lines) == ([], 1)
+
+
+def _main_line(session: str, message_id: str, **fields: object) -> str:
+    """A session's assistant line, with the Claude Code slug its lines carry."""
+    return _line(
+        sessionId=session,
+        uuid=f"u-{message_id}",
+        slug="radiant-floating-music",
+        message=_message(message_id),
+        **fields,
+    )
+
+
+def _subagent_line(session: str, agent_id: str, message_id: str) -> str:
+    """A subagent's assistant line, as its own transcript holds it: a sidechain."""
+    return _line(
+        sessionId=session,
+        agentId=agent_id,
+        isSidechain=True,
+        uuid=f"u-{message_id}",
+        message=_message(message_id),
+    )
 
 
 def _message(message_id: str) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -137,6 +138,32 @@ async def test_new_children_are_linked_with_depth_path_and_counted_once(
     assert (await crud.get_session(db, middle.id)).agent_count == 3
     tree = await crud.list_descendants(db, root.id)
     assert len(tree) == 4
+
+
+async def test_linked_pairs_are_found_among_many_a_page_of_children_a_statement(
+    db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from session_db.crud import relationships
+
+    monkeypatch.setattr(relationships, "BULK_PAGE", 2)
+    parent, other = [await crud.create_session(db, {"session_slug": s}) for s in ("p", "o")]
+    kids = [await crud.create_session(db, {"session_slug": f"k{n}"}) for n in range(3)]
+    for kid in kids[:2]:
+        await crud.link_sessions(db, {"parent_session_id": parent.id, "child_session_id": kid.id})
+    await crud.link_sessions(db, {"parent_session_id": other.id, "child_session_id": kids[2].id})
+    statements: list[str] = []
+    engine = db.get_bind()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        asked = [(parent.id, kid.id) for kid in kids] + [(other.id, kids[0].id)]
+        linked = await crud.list_linked_pairs(db, asked)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    # k2 is linked, but to another parent; o is no parent of k0.
+    assert linked == {(parent.id, kids[0].id), (parent.id, kids[1].id)}
+    assert len(statements) == 2  # three children, two a page
+    assert await crud.list_linked_pairs(db, []) == set()
 
 
 async def test_ensure_sessions_checks_values_like_create_session(engine: AsyncEngine) -> None:

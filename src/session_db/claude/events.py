@@ -38,12 +38,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from session_db import jsoncodec
 from session_db.claude import spool
 from session_db.crud.agent_logs import add_agent_logs, agent_log_values
-from session_db.crud.projects import upsert_project, upsert_projects
+from session_db.crud.projects import upsert_projects
 from session_db.crud.relationships import link_new_children
 from session_db.crud.sessions import (
     SessionActivity,
     elapsed_ms,
-    ensure_session,
     ensure_sessions,
     record_session_activity,
 )
@@ -268,67 +267,6 @@ def log_entry(event: HookEvent) -> dict[str, Any]:
         raise InvalidInputError("agent_log", "payload", "nested too deeply to store") from None
 
 
-@dataclass
-class SessionResolver:
-    """Finds or creates the session rows a batch of events belongs to, each once."""
-
-    db: AsyncSession
-    _ids: dict[str, uuid.UUID] = field(default_factory=dict)
-    _projects: dict[str, uuid.UUID] = field(default_factory=dict)
-
-    async def project_id(self, root: str | None) -> uuid.UUID | None:
-        """Return the project id for a root folder (None for none)."""
-        if not root:
-            return None
-        if root not in self._projects:
-            self._projects[root] = await upsert_project(self.db, clip(Project, "root_path", root))
-        return self._projects[root]
-
-    async def session(self, external: str, root: str | None) -> tuple[uuid.UUID, uuid.UUID | None]:
-        """Return (session id, project id) of a Claude Code session, creating it if new."""
-        project_id = await self.project_id(root)
-        session_id = await self._ensure(
-            _slug(external),
-            {"project_id": project_id, "working_dir": clip(Session, "working_dir", root) or None},
-        )
-        return session_id, project_id
-
-    async def subagent(
-        self,
-        external: str,
-        agent_id: str,
-        parent_id: uuid.UUID,
-        project_id: uuid.UUID | None,
-        agent_type: str | None,
-    ) -> uuid.UUID:
-        """Return the child session of a subagent, creating and linking it if new."""
-        slug = _slug(subagent_slug(external, agent_id))
-        if slug in self._ids:
-            return self._ids[slug]
-        row = {
-            "session_slug": slug,
-            "project_id": project_id,
-            "parent_session_id": parent_id,
-            "session_role": SessionRole.SUBAGENT.value,
-            "source_app": SOURCE_APP,
-            "name": clip(Session, "name", agent_type or "subagent"),
-        }
-        created = await ensure_sessions(
-            self.db, [{key: value for key, value in row.items() if value is not None}]
-        )
-        child_id, is_new = created[slug]
-        if is_new:
-            await link_new_children(self.db, [subagent_link(parent_id, child_id, agent_id)])
-        self._ids[slug] = child_id
-        return child_id
-
-    async def _ensure(self, slug: str, values: dict[str, Any]) -> uuid.UUID:
-        if slug not in self._ids:
-            given = {name: value for name, value in values.items() if value}
-            self._ids[slug] = await ensure_session(self.db, slug, source_app=SOURCE_APP, **given)
-        return self._ids[slug]
-
-
 def _later(current: datetime | None, at: datetime) -> datetime:
     return at if current is None or at > current else current
 
@@ -450,20 +388,22 @@ def _want_subagent(
     parent_slug: str | None = None,
 ) -> None:
     slug = _slug(subagent_slug(external, agent_id))
-    project_id = project_ids.get(_slug(external))
-    wanted.setdefault(
-        slug,
-        {
-            "session_slug": slug,
-            "project_id": project_id,
-            "parent_session_id": parent_id,
-            "parent_slug": parent_slug,
-            "session_role": SessionRole.SUBAGENT.value,
-            "source_app": SOURCE_APP,
-            "name": clip(Session, "name", agent_type or "subagent"),
-            "agent_id": agent_id,
-        },
-    )
+    row = subagent_session(slug, parent_id, project_ids.get(_slug(external)), agent_type)
+    wanted.setdefault(slug, {**row, "parent_slug": parent_slug, "agent_id": agent_id})
+
+
+def subagent_session(
+    slug: str, parent_id: uuid.UUID | None, project_id: uuid.UUID | None, agent_type: str | None
+) -> dict[str, Any]:
+    """The values of a subagent's new child session (None where it has no value yet)."""
+    return {
+        "session_slug": slug,
+        "project_id": project_id,
+        "parent_session_id": parent_id,
+        "session_role": SessionRole.SUBAGENT.value,
+        "source_app": SOURCE_APP,
+        "name": clip(Session, "name", agent_type or "subagent"),
+    }
 
 
 def subagent_link(parent_id: uuid.UUID, child_id: uuid.UUID, agent_id: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from session_db.claude.events import SOURCE_APP, subagent_link, subagent_slug
+from session_db.claude.events import SOURCE_APP, subagent_link, subagent_session, subagent_slug
 from session_db.claude.pricing import Cost, price_usage
 from session_db.claude.transcript import (
     CostState,
@@ -75,7 +75,6 @@ from session_db.models import (
     CostSource,
     Project,
     Session,
-    SessionRole,
     TranscriptImport,
     UsageRecord,
 )
@@ -566,16 +565,7 @@ async def _import_scanned(batch: _Batch, files: list[_File]) -> None:
     await _look_up_sessions(batch, files)
     await _place(batch, files)
     await _store_usage(batch, files)
-    await _children(
-        batch,
-        [
-            _Wanted(file.session, None, launch.agent_id, launch.subagent_type)
-            for file in files
-            if file.session is not None and file.transcript.kind == TranscriptKind.MAIN
-            for launch in (file.scan.launches if file.scan is not None else ())
-            if launch.agent_id
-        ],
-    )
+    await _children(batch, _launched(files))  # the children the launches name, at once
     for file in files:
         assert file.scan is not None and file.session is not None
         if file.transcript.kind == TranscriptKind.MAIN:
@@ -629,7 +619,7 @@ async def _place(batch: _Batch, files: list[_File]) -> None:
     tops: dict[str, str | None] = {}  # a session to create -> the cwd its first file saw
     for file in files:
         assert file.scan is not None
-        slug = clip(Session, "session_slug", file.transcript.session_id)
+        slug = _top_slug(file.transcript)
         if slug not in batch.sessions and slug not in tops:
             stored = batch.stored.get(slug)
             if stored is not None:
@@ -641,7 +631,7 @@ async def _place(batch: _Batch, files: list[_File]) -> None:
     for file in files:
         assert file.scan is not None
         transcript = file.transcript
-        file.session = batch.sessions[clip(Session, "session_slug", transcript.session_id)]
+        file.session = batch.sessions[_top_slug(transcript)]
         if transcript.kind == TranscriptKind.SUBAGENT and transcript.agent_id:
             kind = batch.launched.get((transcript.session_id, transcript.agent_id))
             wanted.append(_Wanted(file.session, file.scan.facts.cwd, transcript.agent_id, kind))
@@ -664,18 +654,15 @@ async def _look_up_sessions(batch: _Batch, files: list[_File]) -> None:
     slugs: set[str] = set()
     for file in files:
         transcript = file.transcript
-        slug = clip(Session, "session_slug", transcript.session_id) or ""
+        slug = _top_slug(transcript)
         slugs.add(slug)
-        agents = {launch.agent_id for launch in file.scan.launches} if file.scan else set()
         if transcript.kind == TranscriptKind.SUBAGENT:
-            agents = {transcript.agent_id}
-        elif transcript.kind != TranscriptKind.MAIN:
-            agents = set()
-        slugs |= {
-            clip(Session, "session_slug", subagent_slug(slug, agent)) or ""
-            for agent in agents
-            if agent
-        }
+            agents = [transcript.agent_id]
+        elif transcript.kind == TranscriptKind.MAIN and file.scan is not None:
+            agents = [launch.agent_id for launch in file.scan.launches]
+        else:
+            agents = []
+        slugs.update(_slug_of_child(slug, agent) for agent in agents if agent)
     found = await session_crud.list_sessions_by_slug(batch.db, slugs)
     for slug, session in found.items():
         batch.stored[slug] = _SessionRow.of(session)
@@ -707,19 +694,21 @@ async def _new_sessions(batch: _Batch, tops: Mapping[str, str | None]) -> None:
     if not tops:
         return
     projects = await _project_ids(batch, tops.values())
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
     for slug, cwd in tops.items():
-        values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
+        rows[slug] = {"session_slug": slug, "source_app": SOURCE_APP}
         if cwd:
-            values["project_id"] = projects[cwd]
-            values["working_dir"] = clip(Session, "working_dir", cwd)
-        rows.append(values)
-    for slug, (session_id, created) in (await session_crud.ensure_sessions(batch.db, rows)).items():
-        if not created:  # made by another transaction since we looked
+            rows[slug] |= {
+                "project_id": projects[cwd],
+                "working_dir": clip(Session, "working_dir", cwd),
+            }
+    created = await session_crud.ensure_sessions(batch.db, rows.values())
+    for slug, (session_id, is_new) in created.items():
+        if not is_new:  # made by another transaction since we looked
             batch.sessions[slug] = await _load(batch.db, session_id)
             continue
         batch.created.add(session_id)
-        project_id = projects.get(tops[slug] or "")
+        project_id = rows[slug].get("project_id")
         batch.sessions[slug] = _SessionRow(session_id, slug, None, None, None, project_id, None)
 
 
@@ -733,31 +722,54 @@ class _Wanted:
     agent_type: str | None
 
 
+def _launched(files: list[_File]) -> list[_Wanted]:
+    """The child sessions the main files' subagent launches name."""
+    return [
+        _Wanted(file.session, None, launch.agent_id, launch.subagent_type)
+        for file in files
+        if file.transcript.kind == TranscriptKind.MAIN and file.scan and file.session
+        for launch in file.scan.launches
+        if launch.agent_id
+    ]
+
+
+def _top_slug(transcript: TranscriptFile) -> str:
+    """The slug of the Claude Code session a transcript belongs to."""
+    return clip(Session, "session_slug", transcript.session_id) or ""
+
+
+def _slug_of_child(parent_slug: str, agent_id: str) -> str:
+    return clip(Session, "session_slug", subagent_slug(parent_slug, agent_id)) or ""
+
+
 def _child_slug(parent: _SessionRow, agent_id: str) -> str:
-    return clip(Session, "session_slug", subagent_slug(parent.session_slug, agent_id)) or ""
+    """The slug of the child session a subagent of `parent` runs in."""
+    return _slug_of_child(parent.session_slug, agent_id)
 
 
 async def _children(batch: _Batch, wanted: Iterable[_Wanted]) -> None:
     """Find or create subagents' child sessions, linking each new one to its parent.
 
-    Each lands in `batch.sessions`. The new ones are created in one statement and linked
-    in one call; only a stored child of a stored parent is read (to see if it is linked).
+    Each lands in `batch.sessions`. A stored child already linked to its parent is taken
+    as stored (one read of the links for all of them); the others are created in one
+    statement, and the new ones linked in one call.
     """
     todo: dict[str, _Wanted] = {}
     for want in wanted:
         slug = _child_slug(want.parent, want.agent_id)
-        if slug in batch.sessions or slug in todo:
-            continue
-        if want.parent.id not in batch.created:  # a parent created just now has no children
-            child = batch.stored.get(slug)
-            # Linked already: nothing to create, and one read replaces a create-or-find
-            # and a link attempt the unique edge would refuse.
-            if child is not None and await relationship_crud.list_relationships(
-                batch.db, parent_session_id=want.parent.id, child_session_id=child.id
-            ):
-                batch.sessions[slug] = child
-                continue
-        todo[slug] = want
+        if slug not in batch.sessions:
+            todo.setdefault(slug, want)
+    # A parent created just now has no children yet: only stored pairs can be linked.
+    stored = {
+        slug: (want.parent.id, batch.stored[slug].id)
+        for slug, want in todo.items()
+        if want.parent.id not in batch.created and slug in batch.stored
+    }
+    linked = await relationship_crud.list_linked_pairs(batch.db, stored.values())
+    for slug, pair in stored.items():
+        if pair in linked:
+            batch.sessions[slug] = batch.stored[slug]
+            del todo[slug]
     if not todo:
         return
     projects = await _project_ids(
@@ -766,14 +778,7 @@ async def _children(batch: _Batch, wanted: Iterable[_Wanted]) -> None:
     rows: dict[str, dict[str, Any]] = {}
     for slug, want in todo.items():
         project_id = want.parent.project_id or projects.get(want.cwd or "")
-        rows[slug] = {
-            "session_slug": slug,
-            "project_id": project_id,
-            "parent_session_id": want.parent.id,
-            "session_role": SessionRole.SUBAGENT.value,
-            "source_app": SOURCE_APP,
-            "name": clip(Session, "name", want.agent_type or "subagent"),
-        }
+        rows[slug] = subagent_session(slug, want.parent.id, project_id, want.agent_type)
     created = await session_crud.ensure_sessions(
         batch.db,
         [{key: value for key, value in row.items() if value is not None} for row in rows.values()],

@@ -6,12 +6,12 @@ and `depth_level` / `session_path` are kept right for the whole subtree below a 
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Integer, Uuid, bindparam, cast, func, literal, null
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from session_db.crud._base import (
@@ -24,7 +24,7 @@ from session_db.crud._base import (
     translating_errors,
     update_row,
 )
-from session_db.crud._bulk import insert_rows
+from session_db.crud._bulk import BULK_PAGE, insert_rows
 from session_db.errors import ConflictError, InvalidInputError, NotFoundError
 from session_db.models import (
     RelatedSession,
@@ -327,6 +327,27 @@ async def list_relationships(
 
 
 @translating_errors(ENTITY)
+async def list_linked_pairs(
+    db: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Return which of these (parent, child) pairs have an edge; one query per page of
+    children."""
+    wanted = set(pairs)
+    children = sorted({child for _, child in wanted})
+    found: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    edge = SessionRelationship
+    for start in range(0, len(children), BULK_PAGE):
+        page = children[start : start + BULK_PAGE]
+        rows = await db.exec(
+            select(edge.parent_session_id, edge.child_session_id).where(
+                col(edge.child_session_id).in_(page)
+            )
+        )
+        found.update(pair for pair in rows.all() if pair in wanted)
+    return found
+
+
+@translating_errors(ENTITY)
 async def update_relationship(
     db: AsyncSession,
     relationship_id: uuid.UUID,
@@ -576,6 +597,7 @@ __all__ = [
     "list_ancestors",
     "list_children",
     "list_descendants",
+    "list_linked_pairs",
     "list_relationships",
     "unlink_sessions",
     "update_relationship",
