@@ -166,8 +166,6 @@ def _freeze_startup_objects() -> None:
 
 
 def _transcripts_of(event: HookEvent) -> set[str]:
-    if event.name not in TRANSCRIPT_EVENTS:
-        return set()
     paths = {event.text("transcript_path"), event.text("agent_transcript_path")}
     return {path for path in paths if path}
 
@@ -358,7 +356,8 @@ async def _deliver_chunk(
     report.delivered += len(stored)
     report.duplicates += duplicates
     for event in stored:
-        report.transcripts |= _transcripts_of(event)
+        if event.name in TRANSCRIPT_EVENTS:
+            report.transcripts |= _transcripts_of(event)
     return refused
 
 

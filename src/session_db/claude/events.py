@@ -233,6 +233,17 @@ def _promoted_lengths() -> tuple[tuple[str, str, int | None], ...]:
     return tuple((key, column, column_length(AgentLog, column)) for key, column in PROMOTED)
 
 
+@functools.cache
+def _plain_columns() -> frozenset[str]:
+    """The `log_entry` values built as the model keeps them, so not checked again: our
+    constants, the placeholder id, the time, and text clipped to its column (the
+    payload's text is clean: `parse_line` replaced NUL and lone surrogates)."""
+    clipped = {column for _, column, length in _promoted_lengths() if length is not None}
+    return frozenset(
+        {"session_id", "event_category", "event_type", "source_app", "occurred_at", *clipped}
+    )
+
+
 # Stands in for the session until the batch has found it: validation needs some id.
 _UNPLACED = uuid.UUID(int=0)
 
@@ -262,7 +273,7 @@ def log_entry(event: HookEvent) -> dict[str, Any]:
     if event.name == "PostCompact":  # the summary a compaction left behind
         values["summary"] = event.text("compact_summary")
     try:
-        return agent_log_values(values)
+        return agent_log_values(values, plain=_plain_columns())
     except RecursionError:
         raise InvalidInputError("agent_log", "payload", "nested too deeply to store") from None
 

@@ -123,17 +123,19 @@ _EXACT_TYPES = {
 }
 
 
-def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def _fast_values(data: Mapping[str, Any], plain: frozenset[str]) -> dict[str, Any] | None:
     """`data` normalised as the model would, if every value is plain; else None.
 
     Plain: what the model keeps as it is (str within its length, dict with text keys,
     UUID, datetime, a non-negative int depth, a category), so only the model's own
-    input pass (`normalise_value`: NUL replaced, sizes limited) can change it.
+    input pass (`normalise_value`: NUL replaced, sizes limited) can change it. The
+    values named in `plain` are taken as they are: the caller built them so.
     """
     if not data.keys() >= _REQUIRED:
         return None
-    values: dict[str, Any] = {}
-    for name, value in data.items():
+    values = {**_DEFAULTS, **data}
+    for name in data.keys() - plain if plain else data:
+        value = values[name]
         # The common cases first, each settled by one or two lookups: a batch checks
         # tens of thousands of values.
         if value is None:
@@ -143,16 +145,18 @@ def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
             if len(value) > _STR_LIMITS[name]:
                 return None
             if NUL in value:
-                value = scrub_nul(value)
+                values[name] = scrub_nul(value)
         elif type(value) is _EXACT_TYPES.get(name):
             pass  # a UUID or an aware-or-naive datetime, as the model keeps it
         else:
             kind = _KINDS.get(name, ("unknown", None))[0]
             if kind == "dict":
-                if type(value) is not dict or not all(type(key) is str for key in value):
+                # JSON objects' keys are text; the model refuses any other (set(): one
+                # C-level pass over the keys).
+                if type(value) is not dict or not set(map(type, value)) <= _TEXT_KEY:
                     return None
                 try:
-                    value = normalise_object(value)  # its text kept, for the writer
+                    values[name] = normalise_object(value)  # its text kept, for the writer
                 except ValueError:
                     return None  # over its limit: the model says so, naming the field
             elif kind == "depth":
@@ -160,11 +164,22 @@ def _fast_values(data: Mapping[str, Any]) -> dict[str, Any] | None:
                     return None
             elif kind != "category" or not isinstance(value, str) or value not in _CATEGORIES:
                 return None
-        values[name] = value
     return values
 
 
-def agent_log_values(data: Mapping[str, Any], entity: str = ENTITY) -> dict[str, Any]:
+_TEXT_KEY = frozenset({str})
+# The model's defaults that are constants (an enum's as its value); `payload` and
+# `occurred_at` have factories, applied by `agent_log_values`.
+_DEFAULTS = {
+    name: getattr(info.default, "value", info.default)
+    for name, info in AgentLogCreate.model_fields.items()
+    if not info.is_required() and info.default_factory is None
+}
+
+
+def agent_log_values(
+    data: Mapping[str, Any], entity: str = ENTITY, *, plain: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Return a new row's values from `data`, checked exactly as `validate_agent_log` checks.
 
     For the hot writers (hook delivery): input of plain values (str, dict, UUID,
@@ -173,29 +188,28 @@ def agent_log_values(data: Mapping[str, Any], entity: str = ENTITY) -> dict[str,
     the values and the errors are the model's either way. Give the result to
     `add_agent_logs(..., checked=True)`, its session fields filled in if need be.
 
+    Args:
+        plain: Fields the caller built as the model would keep them (text without NUL
+            within its column's length, a UUID, a datetime, a category's value): they
+            are not checked again. A hot writer names the ones it made itself.
+
     Raises:
         InvalidInputError: A field is missing or invalid; the error names it.
     """
-    values = _fast_values(data)
+    values = _fast_values(data, plain)
     if values is None:
         return _input_values(validate_agent_log(data, entity))
-    values["event_category"] = _CATEGORIES[values.get("event_category", EventCategory.HOOK)]
-    for name in _OPTIONAL:
-        values.setdefault(name, None)
-    values.setdefault("session_depth", 0)
-    values.setdefault("payload", {})
-    values.setdefault("occurred_at", utcnow())
+    values["event_category"] = _CATEGORIES[values["event_category"]]
+    if "payload" not in data:
+        values["payload"] = {}  # a new one per row: a default dict must not be shared
+    if "occurred_at" not in data:
+        values["occurred_at"] = utcnow()
     parent = values["parent_session_id"]
     if parent is not None and parent == values["session_id"]:
         raise InvalidInputError(entity, "parent_session_id", "must differ from session_id")
     return values
 
 
-_OPTIONAL = tuple(
-    name
-    for name, info in AgentLogCreate.model_fields.items()
-    if not info.is_required() and info.default is None and info.default_factory is None
-)
 
 
 def _input_values(log: AgentLogCreate) -> dict[str, Any]:
