@@ -210,8 +210,6 @@ def agent_log_values(
     return values
 
 
-
-
 def _input_values(log: AgentLogCreate) -> dict[str, Any]:
     values = log.__dict__.copy()  # shallow: the payload is written as it is, not copied
     values["event_category"] = log.event_category.value
