@@ -307,11 +307,6 @@ class StoredEvents:
     duplicates: int = 0
 
 
-def _root(event: HookEvent) -> str | None:
-    root = event.project_dir or event.text("cwd")
-    return clip(Project, "root_path", root) if root else None
-
-
 def _launch(event: HookEvent) -> tuple[str, str, str | None] | None:
     """(session id, launched agent id, its type) of an Agent/Task call's outcome, if any."""
     agent_id, external = launched_agent_id(event), event.text("session_id")
@@ -328,6 +323,7 @@ class _Placement:
 
     sessions: dict[str, tuple[uuid.UUID, uuid.UUID | None]]
     subagents: dict[str, uuid.UUID]
+    launches: dict[str, tuple[str, str, str | None]]  # spool id -> what `_launch` says
 
 
 async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
@@ -336,26 +332,35 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
     One pass over the events collects what they name (their sessions, subagents, project
     folders and launches, each the first time it is seen); the rest works on those.
     """
-    roots: set[str] = set()
-    tops: dict[str, tuple[str | None, str | None]] = {}  # slug -> (its first event's root, id)
+    roots: dict[str, str] = {}  # project folder as sent -> as stored (clipped)
+    firsts: dict[str | None, str | None] = {}  # session id -> its first event's root
     agents: dict[tuple[str, str], str | None] = {}  # (session, agent id) -> its agent type
+    launched: dict[str, tuple[str, str, str | None]] = {}
     launches: list[tuple[str, str, str | None, str | None]] = []
     named: list[tuple[str | None, str | None]] = []  # each event's (session id, agent id)
     for event in events:
         external, agent_id = event.text("session_id"), event.text("agent_id")
         named.append((external, agent_id))
-        root = _root(event)
+        root = event.project_dir or event.text("cwd")
         if root:
-            roots.add(root)
+            root = roots.get(root) or roots.setdefault(root, clip(Project, "root_path", root))
+        if external not in firsts:
+            firsts[external] = root or None
+        if external is None:
+            continue
+        if agent_id is not None and (external, agent_id) not in agents:
+            agents[external, agent_id] = event.text("agent_type")
+        # An Agent call's outcome names its subagent.
+        if event.name == "PostToolUse" and (launch := _launch(event)) is not None:
+            launched[event.spool_id] = launch
+            launches.append((*launch, agent_id))
+    projects = await upsert_projects(db, set(roots.values()))
+    tops: dict[str, tuple[str | None, str | None]] = {}  # slug -> (its first event's root, id)
+    for external, root in firsts.items():
         if external is None:
             tops.setdefault(UNATTRIBUTED_SLUG, (None, None))
-            continue
-        tops.setdefault(_slug(external), (root, external))
-        if agent_id is not None:
-            agents.setdefault((external, agent_id), event.text("agent_type"))
-        if (launch := _launch(event)) is not None:  # an Agent call's outcome names its subagent
-            launches.append((*launch, agent_id))
-    projects = await upsert_projects(db, roots)
+        else:
+            tops.setdefault(_slug(external), (root, external))
     rows = []
     for slug, (root, external) in tops.items():
         values: dict[str, Any] = {"session_slug": slug, "source_app": SOURCE_APP}
@@ -386,7 +391,7 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
             child = children[_slug(subagent_slug(external, agent_id))]
             places[external, agent_id] = (child, top_ids[_slug(external)][0])
     placed = {event.spool_id: places[key] for event, key in zip(events, named, strict=True)}
-    return _Placement(placed, children)
+    return _Placement(placed, children, launched)
 
 
 def _want_subagent(
@@ -473,7 +478,9 @@ async def _ensure_subagents(
 def _session_activity(
     activity: dict[uuid.UUID, SessionActivity], event: HookEvent, session_id: uuid.UUID
 ) -> None:
-    seen = activity.setdefault(session_id, SessionActivity())
+    seen = activity.get(session_id)
+    if seen is None:
+        seen = activity[session_id] = SessionActivity()
     at = event.received_at
     seen.cover(at)
     name = event.name
@@ -597,32 +604,38 @@ async def _pair_tool_calls(
         {spool id of the event: the state of the call it belongs to}, events of one call
         sharing the same dict; and the ids of the calls found stored.
     """
-    keyed = {
-        (session_id, _tool_use_id(tool_use_id))
-        for event, session_id in events
-        if (tool_use_id := event.text("tool_use_id")) is not None
-    } | {(session_id, key) for event, session_id in events for key, _ in _batch_calls(event)}
+    keys: list[tuple[uuid.UUID, str] | None] = []  # each event's call, if it names one
+    keyed: set[tuple[uuid.UUID, str]] = set()  # every call named, a PostToolBatch's too
+    unkeyed_outcome = False
+    for event, session_id in events:
+        tool_use_id = event.text("tool_use_id")
+        if tool_use_id is None:
+            keys.append(None)
+            unkeyed_outcome = unkeyed_outcome or event.name in _OUTCOMES
+        else:
+            keys.append(key := (session_id, _tool_use_id(tool_use_id)))
+            keyed.add(key)
+        if event.name == "PostToolBatch":
+            keyed.update((session_id, listed) for listed, _ in _batch_calls(event))
     stored = await find_tool_calls(db, keyed)
     calls: dict[tuple[uuid.UUID, str], dict[str, Any]] = {
         key: call.model_dump() for key, call in stored.items()
     }
     running: dict[uuid.UUID, list[dict[str, Any]]] = {}  # calls without a tool_use_id
-    if any(e.text("tool_use_id") is None and e.name in _OUTCOMES for e, _ in events):
+    if unkeyed_outcome:
         old = await list_running_unkeyed_tool_calls(db, {sid for _, sid in events})
         for call in old:
             running.setdefault(call.session_id, []).append(call.model_dump())
     by_event: dict[str, dict[str, Any]] = {}
-    for event, session_id in events:
+    for (event, session_id), key in zip(events, keys, strict=True):
         if event.name == "PostToolBatch":
-            for key, listed in _batch_calls(event):
-                call = calls.get((session_id, key)) or calls.setdefault(
-                    (session_id, key), _new_call(session_id, key)
+            for listed_id, listed in _batch_calls(event):
+                call = calls.get((session_id, listed_id)) or calls.setdefault(
+                    (session_id, listed_id), _new_call(session_id, listed_id)
                 )
                 _complete_from_batch(call, listed, event.received_at)
             continue
-        tool_use_id = event.text("tool_use_id")
-        if tool_use_id is not None:
-            key = (session_id, _tool_use_id(tool_use_id))
+        if key is not None:
             call = calls.get(key) or calls.setdefault(key, _new_call(session_id, key[1]))
         else:
             call = _unkeyed_call(running.setdefault(session_id, []), event, session_id)
@@ -668,12 +681,14 @@ async def apply_events(
     for event, session_id, parent_id in ordered:
         _session_activity(activity, event, session_id)
         if parent_id is not None:
-            parent = activity.setdefault(parent_id, SessionActivity())
+            parent = activity.get(parent_id)
+            if parent is None:
+                parent = activity[parent_id] = SessionActivity()
             parent.touched_at = _later(parent.touched_at, event.received_at)
     tool_events = [(e, sid) for e, sid, _ in ordered if e.name in TOOL_EVENTS]
     calls, stored_ids = await _pair_tool_calls(db, tool_events) if tool_events else ({}, set())
     for event, _session_id, _ in ordered:
-        launch = _launch(event)
+        launch = placement.launches.get(event.spool_id)
         call = calls.get(event.spool_id)
         if launch is None or call is None:
             continue

@@ -156,8 +156,11 @@ class SessionActivity:
     set_title: str | None = None
 
     def cover(self, at: datetime) -> None:
-        """Widen the span to include `at`."""
-        self.widen(at, at)
+        """Widen the span to include `at` (called once per event: no `widen` detour)."""
+        if self.first_at is None or at < self.first_at:
+            self.first_at = at
+        if self.last_at is None or at > self.last_at:
+            self.last_at = at
 
     def widen(self, first: datetime | None, last: datetime | None) -> None:
         """Widen the span to include [first, last]; either end may be unknown (None)."""
