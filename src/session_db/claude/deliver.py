@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import exc as sa_exc
@@ -250,36 +250,6 @@ def read_chunks(
             yield Chunk(events, bad, handle.tell())
 
 
-def _prepare(chunks: Iterator[Chunk]) -> Chunk | None:
-    """Read, parse and validate the next chunk (in a worker thread)."""
-    chunk = next(chunks, None)
-    for event, _ in chunk.events if chunk is not None else ():
-        with contextlib.suppress(Exception):  # a refusal is reported when it is stored
-            _ = event.entry
-    return chunk
-
-
-async def _prepared_chunks(path: str, offset: int, batch_size: int) -> AsyncIterator[Chunk]:
-    """Yield a batch file's chunks, preparing the next one while the current is stored.
-
-    Parsing is most of a chunk's work on our side and waiting for the database most of
-    the rest, so the two overlap: one chunk ahead, never more (memory stays bounded).
-    """
-    chunks = read_chunks(path, offset, batch_size)
-    ahead = asyncio.ensure_future(asyncio.to_thread(_prepare, chunks))
-    try:
-        while (chunk := await ahead) is not None:
-            ahead = asyncio.ensure_future(asyncio.to_thread(_prepare, chunks))
-            yield chunk
-    finally:
-        if not ahead.done():
-            # The worker thread cannot be interrupted: let it finish before the file
-            # it reads is closed.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(ahead)
-        chunks.close()
-
-
 def read_batch_file(path: str) -> tuple[list[tuple[HookEvent, bytes]], list[tuple[bytes, str]]]:
     """Return a whole batch file's events (with their lines) and its unreadable lines."""
     events: list[tuple[HookEvent, bytes]] = []
@@ -367,22 +337,27 @@ async def deliver_batch_file(
     """Deliver one batch file chunk by chunk, then delete it once every line is settled."""
     report = DeliveryReport(batch_files=1)
     settled = True  # every line so far is in the database or in the rejected file
-    async for chunk in _prepared_chunks(path, _read_offset(path), batch_size):
-        rejected = chunk.bad + await _deliver_chunk(engine, chunk.events, report)
-        try:
-            reject_lines(directory, rejected)
-        except OSError as error:
-            # The events are in; these lines stay in the batch until a pass can set them
-            # aside, and the offset stays where they start.
-            settled = False
-            logger.warning("cannot write the rejected file (%s); the batch is kept", error)
-        else:
-            report.rejected += len(rejected)
-        if settled:
+    # Parsed here, not in a worker thread one chunk ahead: parsing holds the GIL, so the
+    # thread only contended with the database driver's, and measured 5-15% slower on
+    # both engines (more CPU, twice the context switches).
+    chunks = read_chunks(path, _read_offset(path), batch_size)
+    with contextlib.closing(chunks):  # the file is closed however the loop ends
+        for chunk in chunks:
+            rejected = chunk.bad + await _deliver_chunk(engine, chunk.events, report)
             try:
-                _write_offset(path, chunk.end)
-            except OSError as error:  # only costs re-reading stored lines next time
-                logger.warning("cannot record how far %s is delivered: %s", path, error)
+                reject_lines(directory, rejected)
+            except OSError as error:
+                # The events are in; these lines stay in the batch until a pass can set them
+                # aside, and the offset stays where they start.
+                settled = False
+                logger.warning("cannot write the rejected file (%s); the batch is kept", error)
+            else:
+                report.rejected += len(rejected)
+            if settled:
+                try:
+                    _write_offset(path, chunk.end)
+                except OSError as error:  # only costs re-reading stored lines next time
+                    logger.warning("cannot record how far %s is delivered: %s", path, error)
     if settled:
         os.unlink(path)
         with contextlib.suppress(FileNotFoundError):
