@@ -376,7 +376,8 @@ async def deliver_pending(
     """Deliver everything in the spool now (the `session-db ingest` pass).
 
     `check_schema` compares the database's migration with the newest first; a
-    long-running deliverer does that once, not on every pass.
+    long-running deliverer does that once, not on every pass. Chunks are parsed in the
+    calling thread, between the chunk's statements: tens of milliseconds at a time.
 
     Raises:
         DatabaseUnavailableError: The database is down, locked or not migrated; nothing
