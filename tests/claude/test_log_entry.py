@@ -1,9 +1,10 @@
 """`log_entry` skips re-checking the values it built itself: proof that this changes nothing.
 
-For hook events of every kind, and hostile ones (NUL and lone surrogates escaped in keys
-and values, numbers where text is expected, values longer than their column or than any
-text, an over-long or NUL-bearing spool id), the row `log_entry` returns, or the error it
-raises, is the one the generic check of every value gives.
+For all 34 hook events (payloads from the hooks reference, REFERENCE.md §2) and hostile
+ones (NUL and lone surrogates escaped in keys and values, numbers where text is expected,
+values longer than their column or than any text, an over-long or NUL-bearing spool id),
+the row `log_entry` returns, or the error it raises, is the one the generic check of
+every value gives.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 from typing import Any
 
 import pytest
-from hook_support import a_session, payload
+from hook_events_reference import SESSION_EVENTS
+from hook_events_reference import common as payload
 
 from session_db.claude import events, spool
 from session_db.claude.events import log_entry, parse_line
@@ -50,7 +52,7 @@ def outcome(raw: bytes) -> tuple[str, Any]:
         return "error", (type(error), str(error))
 
 
-@pytest.mark.parametrize("raw", [line(body) for body in a_session()] + hostile())
+@pytest.mark.parametrize("raw", [line(body) for body in SESSION_EVENTS] + hostile())
 def test_the_values_log_entry_trusts_are_what_checking_every_value_gives(
     raw: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -154,6 +154,20 @@ async def test_both_paths_refuse_an_oversized_or_invalid_value_naming_the_field(
         assert len(await crud.add_agent_logs(db, [good])) == 1
 
 
+async def test_both_paths_refuse_a_payload_whose_keys_are_not_text(engine: AsyncEngine) -> None:
+    # JSON would write the key as "1"; the model refuses it, and so must the fast check.
+    async with get_async_session(engine) as db:
+        session = await crud.create_session(db, {"session_slug": "s"})
+    bad = {"session_id": session.id, "event_type": "Stop", "payload": {1: "one"}}
+    async with get_async_session(engine) as db:
+        with pytest.raises(InvalidInputError, match="valid string") as single:
+            await crud.create_agent_log(db, bad)
+        with pytest.raises(InvalidInputError, match="valid string") as bulk:
+            await crud.add_agent_logs(db, [bad])
+        assert single.value.field.startswith("payload") and bulk.value.field == single.value.field
+        assert await crud.count_agent_logs(db, session_id=session.id) == 0
+
+
 async def test_duplicates_in_one_batch_are_stored_once_and_redelivery_inserts_nothing(
     engine: AsyncEngine,
 ) -> None:

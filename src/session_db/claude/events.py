@@ -309,8 +309,11 @@ class StoredEvents:
 
 def _launch(event: HookEvent) -> tuple[str, str, str | None] | None:
     """(session id, launched agent id, its type) of an Agent/Task call's outcome, if any."""
-    agent_id, external = launched_agent_id(event), event.text("session_id")
-    if agent_id is None or external is None:
+    agent_id = launched_agent_id(event)
+    if agent_id is None:  # nearly every event: settled by its name alone
+        return None
+    external = event.text("session_id")
+    if external is None:
         return None
     tool_input = event.payload.get("tool_input")
     kind = tool_input.get("subagent_type") if isinstance(tool_input, dict) else None
@@ -350,8 +353,7 @@ async def _place(db: AsyncSession, events: list[HookEvent]) -> _Placement:
             continue
         if agent_id is not None and (external, agent_id) not in agents:
             agents[external, agent_id] = event.text("agent_type")
-        # An Agent call's outcome names its subagent.
-        if event.name == "PostToolUse" and (launch := _launch(event)) is not None:
+        if (launch := _launch(event)) is not None:  # an Agent call's outcome names its subagent
             launched[event.spool_id] = launch
             launches.append((*launch, agent_id))
     projects = await upsert_projects(db, set(roots.values()))

@@ -123,6 +123,16 @@ _EXACT_TYPES = {
 }
 
 
+_TEXT_KEY = frozenset({str})
+# The model's defaults that are constants (an enum's as its value); `payload` and
+# `occurred_at` have factories, applied by `agent_log_values`.
+_DEFAULTS = {
+    name: getattr(info.default, "value", info.default)
+    for name, info in AgentLogCreate.model_fields.items()
+    if not info.is_required() and info.default_factory is None
+}
+
+
 def _fast_values(data: Mapping[str, Any], plain: frozenset[str]) -> dict[str, Any] | None:
     """`data` normalised as the model would, if every value is plain; else None.
 
@@ -165,16 +175,6 @@ def _fast_values(data: Mapping[str, Any], plain: frozenset[str]) -> dict[str, An
             elif kind != "category" or not isinstance(value, str) or value not in _CATEGORIES:
                 return None
     return values
-
-
-_TEXT_KEY = frozenset({str})
-# The model's defaults that are constants (an enum's as its value); `payload` and
-# `occurred_at` have factories, applied by `agent_log_values`.
-_DEFAULTS = {
-    name: getattr(info.default, "value", info.default)
-    for name, info in AgentLogCreate.model_fields.items()
-    if not info.is_required() and info.default_factory is None
-}
 
 
 def agent_log_values(
