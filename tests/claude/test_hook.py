@@ -735,6 +735,7 @@ TRICKY = [
     "\x7f\u0085\u2028\u2029\ufeff\ufffd",
     "🚀 中文 עברית e\u0301",
     "/slashes//and\ttabs\nand\r\nnewlines",
+    "/home/dev/caf\udce9",  # a folder's byte that is not UTF-8, as os.environ holds it
 ]
 ALPHABET = [chr(code) for code in range(0x20)] + list(
     '"\\/ aZ0u{}[]:,\x7f\u0085\u2028\u2029\ufeffé中🚀'
@@ -770,6 +771,22 @@ def test_a_project_dir_with_quotes_and_backslashes_round_trips(tmp_path: Path) -
     (line,) = spool_lines(folder / spool.LIVE_FILE)
     event = assert_event(line, sent, before, after)
     assert event.project_dir == project
+
+
+def test_a_project_dir_that_is_not_utf8_is_read_with_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    # The folder's bytes as the OS hands them; os.environ holds \xe9 as "\udce9".
+    project = os.fsdecode(b"/home/dev/caf\xe9")
+    folder = tmp_path / "spool"
+    sent = json.dumps(make_payload("SessionStart", CURRENT, "startup")).encode()
+
+    done, before, after = run_hook(hook_env(folder, CLAUDE_PROJECT_DIR=project), sent, cwd=tmp_path)
+
+    assert_quiet_success(done)
+    (line,) = spool_lines(folder / spool.LIVE_FILE)
+    event = assert_event(line, sent, before, after)
+    assert event.project_dir == "/home/dev/caf\ufffd"
 
 
 # --- starting a deliverer ------------------------------------------------------------------

@@ -164,9 +164,7 @@ def parse_line(line: bytes) -> HookEvent:
     """
     header_bytes, payload_bytes = spool.split_line(line)
     try:
-        # The hook writes the header: no NaN, no integer past 64 bits (received_at_ns
-        # has 19 digits, which would send every line down the stdlib path).
-        header = orjson.loads(header_bytes)
+        header = _read_header(header_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"the spool header is not valid JSON ({error})") from None
     spool_id = header.get("spool_id") if isinstance(header, dict) else None
@@ -194,6 +192,20 @@ def parse_line(line: bytes) -> HookEvent:
         if isinstance(project_dir, str) and project_dir
         else None,
     )
+
+
+def _read_header(data: bytes) -> Any:
+    """Parse a spool header, which the hook wrote: no NaN, no integer past 64 bits.
+
+    orjson first (`jsoncodec.loads` would send every header down the stdlib path, since
+    received_at_ns has 19 digits). The stdlib reads what orjson refuses: the `\\udcXX`
+    escapes the hook writes for a project folder's bytes that are not UTF-8, which
+    `parse_line` then replaces with U+FFFD.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _finite_or_text(literal: str) -> float | str:
