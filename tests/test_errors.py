@@ -30,6 +30,7 @@ from session_db.errors import (
     DatabaseUnavailableError,
     InvalidInputError,
     NotFoundError,
+    is_database_fault,
     is_transient,
 )
 from session_db.retry import retry_transient
@@ -195,6 +196,7 @@ async def test_a_division_by_zero_is_permanent(pg: AsyncEngine) -> None:
         error = await fault_of(connection.execute(sa.text("SELECT 1 / 0")))
     assert type(error) is DBAPIError  # the same wrapper class as a killed connection
     assert not is_transient(error)
+    assert not is_database_fault(error)  # the statement's own: what it was given
 
 
 @pytest.mark.postgresql
@@ -206,6 +208,7 @@ async def test_check_and_unique_violations_are_permanent(pg: AsyncEngine, scratc
     assert isinstance(check, IntegrityError) and "check constraint" in str(check)
     assert isinstance(unique, IntegrityError) and "unique constraint" in str(unique)
     assert not is_transient(check) and not is_transient(unique)
+    assert not is_database_fault(check) and not is_database_fault(unique)
 
 
 @pytest.mark.postgresql
@@ -214,6 +217,7 @@ async def test_an_undefined_table_is_permanent(pg: AsyncEngine) -> None:
         error = await fault_of(connection.execute(sa.text("SELECT * FROM no_such_table")))
     assert isinstance(error, ProgrammingError)
     assert not is_transient(error)
+    assert is_database_fault(error)  # not our schema: no row is to blame
 
 
 # SQLite ---------------------------------------------------------------------------------
@@ -261,6 +265,7 @@ async def test_a_sqlite_missing_table_is_permanent_though_an_operational_error(
         await engine.dispose()
     assert isinstance(error, OperationalError) and "no such table" in str(error)
     assert not is_transient(error)
+    assert is_database_fault(error)
 
 
 # Our own errors -------------------------------------------------------------------------

@@ -80,8 +80,10 @@ class DatabaseNotMigratedError(DatabaseUnavailableError):
     """The database is not at the newest migration yet; work waits until it is."""
 
 
-# The one classification of faults: transient ones retry the whole unit of work,
-# everything else is the offending item's own problem and sets aside only that item.
+# The one classification of faults: transient ones retry the whole unit of work; the
+# database's own state (`is_database_fault`: read-only, no privilege, not our schema,
+# corrupt) stops the work, nothing set aside; everything else is the offending item's
+# own problem and sets aside only that item.
 #
 # PostgreSQL SQLSTATEs (and classes, by their two-letter prefix) that a retry can outlive:
 # connection exceptions (08), insufficient resources such as a full disk or too many
@@ -143,6 +145,40 @@ def _transient_by_itself(error: BaseException) -> bool:
     # asyncpg's protocol left mid-operation by a connection the server killed: that
     # connection is unusable, a new one is not.
     return name == "InternalClientError" and "another operation" in str(error)
+
+
+# Faults of the database itself, which refuse every row alike: a read-only transaction
+# or database (25006, a standby after a failover), a missing privilege (42501), a table
+# or column that is not there (42P01, 42703: a schema that is not ours), a database
+# being dropped (57P04), a system or I/O error and corruption (classes 58 and XX);
+# SQLite's PERM, READONLY, CORRUPT and NOTADB.
+_DATABASE_SQLSTATES = frozenset({"25006", "42501", "42P01", "42703", "57P04"})
+_DATABASE_SQLSTATE_CLASSES = ("58", "XX")
+_DATABASE_SQLITE_CODES = frozenset({3, 8, 11, 26})
+_SQLITE_SCHEMA_MISSING = ("no such table", "no such column")
+
+
+def is_database_fault(error: BaseException) -> bool:
+    """Return whether `error` is the database's own state, not the item being written.
+
+    A read-only or corrupt database, a missing privilege or a schema that is not ours
+    refuses every row alike, and is not transient either (retrying soon does not help):
+    a writer that sets aside the item a permanent fault is blamed on checks this first,
+    so no item is set aside for it. The work stops and waits for the database to be mended.
+    """
+    for current in _chain(error):
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate in _DATABASE_SQLSTATES or sqlstate[:2] in _DATABASE_SQLSTATE_CLASSES
+        ):
+            return True
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            if code & 0xFF in _DATABASE_SQLITE_CODES:
+                return True
+            if code & 0xFF == 1 and str(current).startswith(_SQLITE_SCHEMA_MISSING):
+                return True
+    return False
 
 
 _SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from faults import install_refusal, remove_refusal
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from sqlmodel import select
@@ -34,7 +36,7 @@ from session_db.claude.deliver import (
 from session_db.claude.events import store_events, subagent_slug
 from session_db.config import Settings
 from session_db.database import create_engine, get_async_session
-from session_db.errors import DatabaseNotMigratedError, DatabaseUnavailableError
+from session_db.errors import DatabaseError, DatabaseNotMigratedError, DatabaseUnavailableError
 from session_db.models import (
     AgentLog,
     Project,
@@ -547,6 +549,48 @@ async def test_a_hostile_line_between_valid_events_fails_alone(
     async with get_async_session(engine) as db:
         logs = await crud.list_agent_logs(db)
     assert [log.payload.get("message") for log in logs] == ["before", "after"]
+
+
+@contextlib.asynccontextmanager
+async def read_only(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on the same database made read-only: a SQLite file opened read-only, a
+    PostgreSQL database whose transactions are read-only (a standby after a failover)."""
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        url = make_url(f"sqlite+aiosqlite:///file:{url.database}?mode=ro&uri=true")
+    else:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = on'
+            )
+    frozen = create_engine(Settings(_env_file=None), url=url, poolclass=NullPool)  # type: ignore[call-arg]
+    try:
+        yield frozen
+    finally:
+        await frozen.dispose()
+        if engine.dialect.name == "postgresql":
+            await engine.dispose()  # its pooled connections were made read-only too
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("SET TRANSACTION READ WRITE")
+                await connection.exec_driver_sql(
+                    f'ALTER DATABASE "{url.database}" RESET default_transaction_read_only'
+                )
+            await engine.dispose()
+
+
+async def test_a_read_only_database_sets_no_event_aside(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The database refusing every write is not any event's fault: the pass stops."""
+    a_session_of_events(tmp_path)
+    async with read_only(engine, tmp_path) as frozen:
+        with pytest.raises(DatabaseError, match=r"read-?only"):
+            await deliver_pending(frozen, str(tmp_path), import_transcripts=False)
+    assert not (tmp_path / spool.REJECTED_FILE).exists()
+    assert pending_events(str(tmp_path))
+    assert await count_logs(engine) == 0
+    report = await deliver_pending(engine, str(tmp_path), import_transcripts=False)
+    assert (report.delivered, report.rejected) == (14, 0)
 
 
 async def test_a_bug_of_ours_sets_no_event_aside(

@@ -8,9 +8,11 @@ spool id is the key (a unique index on `agent_logs`) and the rows built from an 
 commit with it, so a chunk repeated after a crash or a lost connection inserts and
 changes nothing twice.
 
-Faults are classified once (`errors.is_transient`):
+Faults are classified once (`errors.is_transient`, `errors.is_database_fault`):
 - a transient one (connection lost, timeout, lock) retries the whole chunk with
   backoff, and if it persists stops the pass, leaving the files for the next one;
+- the database's own state (read-only, a missing privilege, a schema that is not ours)
+  stops the pass at once, leaving the files too: it refuses every event alike;
 - a permanent one is the fault of some event in the chunk: the chunk is split in
   halves until the event is found, and only that event goes to `rejected.jsonl` with
   the reason. A line that is not an event (torn, not JSON, nested too deeply) goes there
@@ -47,6 +49,7 @@ from session_db.errors import (
     DatabaseUnavailableError,
     SessionDBError,
     explain_open_failure,
+    is_database_fault,
     is_transient,
 )
 from session_db.retry import retry_transient
@@ -294,8 +297,11 @@ async def _store_unit(
 
 
 def _refused_by_database(error: BaseException) -> bool:
-    """Whether the database (or our checks of a row) refused what it was given."""
-    return isinstance(error, SessionDBError | sa_exc.StatementError)
+    """Whether the database (or our checks of a row) refused what it was given: a fault
+    some event is to blame for, not the database's own state (read-only, say)."""
+    return isinstance(error, SessionDBError | sa_exc.StatementError) and not is_database_fault(
+        error
+    )
 
 
 async def _deliver_chunk(
@@ -308,8 +314,9 @@ async def _deliver_chunk(
         stored, duplicates, refused = await _store_unit(engine, items)
     except Exception as error:
         if is_transient(error) or not _refused_by_database(error):
-            # The connection's fault, or a bug of ours: no event is to blame, so none is
-            # set aside; the pass stops and the events wait for the next one.
+            # The connection's fault, the database's (read-only, not our schema) or a
+            # bug of ours: no event is to blame, so none is set aside; the pass stops and
+            # the events wait for the next one.
             raise
         if len(items) == 1:
             event, line = items[0]
