@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -522,6 +523,35 @@ async def test_an_unwritable_rejected_file_delays_only_the_rejects(
     rejected = (tmp_path / spool.REJECTED_FILE).read_text().splitlines()
     assert [json.loads(line)["line"] for line in rejected] == ["a torn line without its header\n"]
     assert await count_logs(engine) == 4
+
+
+async def test_a_rejected_file_that_fails_once_doubles_no_line(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one failed append, the batch's later bad lines wait too, and go in once."""
+    for index in range(2):
+        spool_event(tmp_path, base("Notification", message=f"n{index}"), at_s=index)
+        spool.append_line(str(tmp_path), b"torn line %d without its header\n" % index)
+    append, failures = spool.append_line, []
+
+    def full_once(directory: str, line: bytes, name: str = spool.LIVE_FILE) -> None:
+        if name == spool.REJECTED_FILE and not failures:
+            failures.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(directory, line, name)
+
+    monkeypatch.setattr(spool, "append_line", full_once)
+    first = await deliver_pending(engine, str(tmp_path), batch_size=2, import_transcripts=False)
+    second = await deliver_pending(engine, str(tmp_path), batch_size=2, import_transcripts=False)
+
+    assert failures and (first.delivered, first.rejected) == (2, 0)
+    assert (second.duplicates, second.rejected) == (2, 2)
+    rejected = (tmp_path / spool.REJECTED_FILE).read_text().splitlines()
+    assert sorted(json.loads(line)["line"] for line in rejected) == [
+        "torn line 0 without its header\n",
+        "torn line 1 without its header\n",
+    ]
+    assert not pending_events(str(tmp_path)) and await count_logs(engine) == 2
 
 
 async def test_a_hostile_line_between_valid_events_fails_alone(

@@ -235,3 +235,52 @@ def test_a_requeue_cut_short_by_a_crash_loses_and_doubles_nothing(
     assert sorted(batched.splitlines(keepends=True)) == sorted([*lines, later])
     assert sorted(os.listdir(folder)) == sorted(Path(path).name for path, _ in made)
     assert deliver.requeue_rejected(str(folder)) == []
+
+
+def test_a_line_rejected_twice_counts_and_is_requeued_once(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A crash between setting a line aside and recording how far its batch was settled
+    # makes the next pass set it aside again: the rejected file holds it twice.
+    cli_env.mkdir(mode=0o700)
+    twice, once = b"a torn line\n", event_line(4, tool="Poison")
+    (cli_env / spool.REJECTED_FILE).write_bytes(records(twice, once) + records(twice))
+
+    assert json_out(capsys, "hook", "status")["rejected"] == 2
+    made = deliver.requeue_rejected(str(cli_env))
+
+    assert [count for _, count in made] == [2]
+    ((batch, _),) = made
+    assert sorted(Path(batch).read_bytes().splitlines(keepends=True)) == sorted([twice, once])
+
+
+@pytest.mark.parametrize("crash", ["after-rename", "after-batch-fsync"])
+def test_a_requeue_cut_short_by_a_crash_is_finished_by_the_next_delivery_pass(
+    cli_env: Path, cli_db: URL, capsys: pytest.CaptureFixture[str], crash: str
+) -> None:
+    cli_env.mkdir(mode=0o700)
+    lines = [event_line(i) for i in range(3)]
+    ident = "00000000000000000001-abcd0123"
+    if crash == "after-rename":  # the rejected file renamed, its batch not written
+        (cli_env / f"{deliver.REQUEUE_PREFIX}{ident}.jsonl").write_bytes(records(*lines))
+    else:  # the batch written and the requeue file gone, the batch not published
+        (cli_env / f"{spool.BATCH_PREFIX}{ident}{spool.BATCH_SUFFIX}.tmp").write_bytes(
+            b"".join(lines)
+        )
+    status = json_out(capsys, "hook", "status")
+    assert (status["waiting"], status["rejected"]) == (
+        (0, 3) if crash == "after-rename" else (3, 0)
+    )
+    assert deliver.pending_events(str(cli_env))
+
+    done = json_out(capsys, "ingest")  # a plain pass, no --retry-rejected
+
+    assert (done["delivered"], done["rejected"]) == (3, 0)
+    assert asyncio.run(stored_tools(cli_db)) == ["Read"] * 3
+    leftovers = [
+        name
+        for name in os.listdir(cli_env)
+        if name.startswith((deliver.REQUEUE_PREFIX, spool.BATCH_PREFIX))
+    ]
+    assert leftovers == []
+    assert not deliver.pending_events(str(cli_env))

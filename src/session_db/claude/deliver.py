@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -86,14 +87,15 @@ class DeliveryReport:
 
 
 def pending_events(directory: str) -> bool:
-    """Return whether the spool holds anything not delivered yet."""
+    """Return whether the spool holds anything not delivered yet (a re-queue that a crash
+    interrupted included)."""
     live = os.path.join(directory, spool.LIVE_FILE)
     try:
         if os.stat(live).st_size > 0:
             return True
     except FileNotFoundError:
         pass
-    return bool(spool.batch_files(directory))
+    return bool(spool.batch_files(directory)) or bool(_interrupted_requeues(directory))
 
 
 async def ensure_migrated(engine: AsyncEngine) -> None:
@@ -273,7 +275,8 @@ def _read_offset(path: str) -> int:
 
 def _write_offset(path: str, offset: int) -> None:
     # Fixed width in one small write: a crash leaves the old value or the new, and a lost
-    # or stale value only makes the next pass re-read lines it will find stored.
+    # or stale value only makes the next pass re-read lines it will find stored, or set
+    # aside again (a line in the rejected file twice counts and is re-queued once).
     fd = os.open(path + OFFSET_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.pwrite(fd, f"{offset:020d}\n".encode(), 0)
@@ -351,6 +354,10 @@ async def deliver_batch_file(
     with contextlib.closing(chunks):  # the file is closed however the loop ends
         for chunk in chunks:
             rejected = chunk.bad + await _deliver_chunk(engine, chunk.events, report)
+            if not settled:
+                # The next pass re-reads from where the first unwritten reject lies and
+                # sets aside everything after it: appending these now would double them.
+                continue
             try:
                 reject_lines(directory, rejected)
             except OSError as error:
@@ -399,6 +406,7 @@ async def deliver_pending(
     try:
         if check_schema:
             await ensure_migrated(engine)
+        finish_interrupted_requeues(directory)
         spool.rotate(directory)
         with _paced_collection():
             for path in spool.batch_files(directory):
@@ -513,8 +521,8 @@ class RejectedEvent:
     event: str | None = None
 
 
-def parse_rejected(raw: bytes) -> RejectedEvent:
-    """Read one line of the rejected file: the deliverer's record, or the hook's raw line."""
+def _read_record(raw: bytes) -> RejectedEvent:
+    """The spool line a rejected file's line holds, and why, without reading the line."""
     record: object = None
     if raw.lstrip().startswith(b'{"rejected_at"'):
         with contextlib.suppress(ValueError):
@@ -528,6 +536,32 @@ def parse_rejected(raw: bytes) -> RejectedEvent:
         rejected = RejectedEvent(raw.rstrip(b"\r\n") + b"\n", _HOOK_REJECTED)
     if not rejected.line.endswith(b"\n"):
         rejected.line += b"\n"
+    return rejected
+
+
+class _FirstSight:
+    """Tells whether a spool line is met for the first time.
+
+    A line can be in the rejected file twice: set aside again after a crash, or a full
+    disk, kept the pass from recording that it was. Every spool line is unique (its
+    header has its spool id), so a repeat is the same event: it is counted and re-queued
+    once. A digest per line, not the line, bounds the memory.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def __call__(self, line: bytes) -> bool:
+        digest = hashlib.blake2b(line, digest_size=16).digest()
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        return True
+
+
+def parse_rejected(raw: bytes) -> RejectedEvent:
+    """Read one line of the rejected file: the deliverer's record, or the hook's raw line."""
+    rejected = _read_record(raw)
     with contextlib.suppress(ValueError, UnicodeDecodeError):
         header, payload = spool.split_line(rejected.line)
         fields = json.loads(header)
@@ -558,11 +592,12 @@ def rejected_events(directory: str, last: int = 5) -> tuple[int, list[RejectedEv
 
     count = 0
     recent: deque[bytes] = deque(maxlen=max(last, 0))
+    first = _FirstSight()
     for path in _rejected_files(directory):
         try:
             with open(path, "rb") as handle:
                 for raw in handle:
-                    if raw.strip():
+                    if raw.strip() and first(_read_record(raw).line):
                         count += 1
                         recent.append(raw)
         except (FileNotFoundError, NotADirectoryError):
@@ -577,25 +612,15 @@ def requeue_rejected(directory: str) -> list[tuple[str, int]]:
     The rejected file is renamed to `requeue-<id>.jsonl` (the hook's later rejections
     start a new one); its spool lines are written to `batch-<id>.jsonl.tmp` and fsynced;
     only then is the requeue file removed, and the batch published by a rename. After a
-    crash at any point the next call finishes the job: a `.tmp` whose requeue file is
-    gone is complete and is published, one beside its requeue file is made again. So
-    each line is in one place at every moment, and none is lost or doubled.
+    crash at any point the next call, or delivery pass, finishes the job: a `.tmp` whose
+    requeue file is gone is complete and is published, one beside its requeue file is
+    made again. So each line is in one place at every moment, and none is lost or
+    doubled (a line the rejected file holds twice is re-queued once).
 
     Returns:
         The batch files made (none when nothing was rejected), each with its event count.
     """
-    # Re-queues a crash interrupted: requeue files, and batches written but not published.
-    interrupted = set(_rejected_files(directory)[:-1])
-    with contextlib.suppress(OSError):
-        for name in os.listdir(directory):
-            if name.startswith(spool.BATCH_PREFIX) and name.endswith(spool.BATCH_SUFFIX + ".tmp"):
-                ident = name[len(spool.BATCH_PREFIX) : -len(spool.BATCH_SUFFIX + ".tmp")]
-                interrupted.add(os.path.join(directory, f"{REQUEUE_PREFIX}{ident}.jsonl"))
-    batches = [
-        made
-        for path in sorted(interrupted)
-        if (made := _finish_requeue(directory, path)) is not None
-    ]
+    batches = finish_interrupted_requeues(directory)
     live = os.path.join(directory, spool.REJECTED_FILE)
     try:
         if os.stat(live).st_size == 0:
@@ -613,6 +638,54 @@ def requeue_rejected(directory: str) -> list[tuple[str, int]]:
     return batches + ([made] if made is not None else [])
 
 
+_UNPUBLISHED = spool.BATCH_SUFFIX + ".tmp"
+
+
+def _unpublished_batches(directory: str) -> list[str]:
+    """The batch files a re-queue wrote but did not publish yet (`requeue_rejected`)."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        os.path.join(directory, n)
+        for n in sorted(names)
+        if n.startswith(spool.BATCH_PREFIX) and n.endswith(_UNPUBLISHED)
+    ]
+
+
+def _requeue_file(unpublished: str) -> str:
+    """The requeue file an unpublished batch file is being made from."""
+    directory, name = os.path.split(unpublished)
+    ident = name[len(spool.BATCH_PREFIX) : -len(_UNPUBLISHED)]
+    return os.path.join(directory, f"{REQUEUE_PREFIX}{ident}.jsonl")
+
+
+def _interrupted_requeues(directory: str) -> list[str]:
+    """The requeue files of re-queues a crash interrupted (some may be gone already, their
+    batch written but not published). Only meaningful under the pass lock, which every
+    re-queue holds throughout."""
+    requeues = set(_rejected_files(directory)[:-1])
+    requeues.update(_requeue_file(path) for path in _unpublished_batches(directory))
+    return sorted(requeues)
+
+
+def finish_interrupted_requeues(directory: str) -> list[tuple[str, int]]:
+    """Finish the re-queues a crash interrupted (see `requeue_rejected`), under the pass lock.
+
+    Every delivery pass does this first, so events a `--retry-rejected` had taken out of
+    the rejected file are delivered even if nobody asks again.
+
+    Returns:
+        The batch files published, each with its event count.
+    """
+    return [
+        made
+        for path in _interrupted_requeues(directory)
+        if (made := _finish_requeue(directory, path)) is not None
+    ]
+
+
 def _finish_requeue(directory: str, moved: str) -> tuple[str, int] | None:
     """Turn a requeue file into its batch file (see `requeue_rejected`)."""
     ident = os.path.basename(moved)[len(REQUEUE_PREFIX) : -len(".jsonl")]
@@ -622,10 +695,11 @@ def _finish_requeue(directory: str, moved: str) -> tuple[str, int] | None:
     if os.path.exists(moved):
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
+            first = _FirstSight()
             with open(moved, "rb") as source:
                 for raw in source:
-                    if raw.strip():
-                        spool._write_all(fd, parse_rejected(raw).line)
+                    if raw.strip() and first(line := _read_record(raw).line):
+                        spool._write_all(fd, line)
                         count += 1
             os.fsync(fd)
         finally:
@@ -684,7 +758,11 @@ def spool_status(directory: str) -> dict[str, object]:
     """Return what waits in the spool, what was rejected, and the deliverer's recent log."""
     waiting = 0
     files = spool.batch_files(directory)
-    for path in [*files, os.path.join(directory, spool.LIVE_FILE)]:
+    # A re-queue's batch written but not published: the next pass publishes it.
+    unpublished = [
+        path for path in _unpublished_batches(directory) if not os.path.exists(_requeue_file(path))
+    ]
+    for path in [*files, *unpublished, os.path.join(directory, spool.LIVE_FILE)]:
         try:
             with open(path, "rb") as handle:
                 handle.seek(_read_offset(path) if path in files else 0)  # delivered before
